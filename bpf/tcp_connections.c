@@ -1,0 +1,237 @@
+/* TCP connections and attempts per direction, port, process and uid, counted in the kernel.
+ *
+ * Outbound: the connect() caller is remembered at CLOSE->SYN_SENT (process context) by socket
+ * address, and the attempt is counted when the socket leaves SYN_SENT: ESTABLISHED, an RST
+ * (refused), or CLOSE with the errno that inet_sk_error_report gives (ETIMEDOUT = timeout).
+ * The error report comes before or after the CLOSE depending on the kernel and the path, so
+ * whichever of the two arrives first waits for the other, keyed by ports and peer address.
+ * Inbound: the owner of a listening socket is remembered at CLOSE->LISTEN, keyed by local port,
+ * and SYN_RECV->ESTABLISHED counts an accepted connection for it. An RST sent without a socket
+ * (tcp_send_reset with no skaddr, reason NO_SOCKET) is a refused one.
+ */
+/* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
+
+#define IPPROTO_TCP_NUM 6
+#define AF_INET_NUM 2
+#define AF_INET6_NUM 10
+#define ETIMEDOUT_NUM 110
+#define ECONNREFUSED_NUM 111
+
+#define ST_ESTABLISHED 1
+#define ST_SYN_SENT 2
+#define ST_SYN_RECV 3
+#define ST_CLOSE 7
+#define ST_LISTEN 10
+
+/* Must match exporter/collectors/tcp_connections.py. */
+#define DIR_OUTBOUND 0
+#define DIR_INBOUND 1
+#define RESULT_ESTABLISHED 0
+#define RESULT_REFUSED 1
+#define RESULT_TIMEOUT 2
+#define RESULT_ERROR 3
+#define RESULT_ACCEPTED 4
+
+#define MAP_CONNECTIONS 0
+#define MAP_CONNECTING 1
+#define MAP_CLOSING 2
+#define MAP_SOCKET_ERRORS 3
+#define MAP_LISTENERS 4
+
+struct connection_key_t {
+    u32 uid;
+    u16 port;
+    u8 direction;
+    u8 result;
+    char comm[NS_TASK_COMM_LEN];
+};
+
+struct attempt_t {
+    struct owner_t owner;
+    u64 closed_ns;  /* set when the socket closed before its errno was known */
+    u16 port;
+    u8 reset_seen;
+};
+
+/* An errno reported before the socket's CLOSE; older than ERROR_MAX_AGE_NS it is stale. */
+struct socket_error_t {
+    u64 reported_ns;
+    s32 error;
+};
+#define ERROR_MAX_AGE_NS 1000000000ULL
+
+/* Identifies one connection between its CLOSE and its error report, which share no socket
+ * address; the pair (local port, peer port, peer address) is unique while a SYN is out. */
+struct tuple_t {
+    u32 peer_fold;
+    u16 sport;
+    u16 dport;
+};
+
+BPF_HASH(connections, struct connection_key_t, u64, CONNECTIONS_MAP_SIZE);
+BPF_TABLE("lru_hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE);
+BPF_TABLE("lru_hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE);
+BPF_TABLE("lru_hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE);
+BPF_TABLE("lru_hash", u16, struct owner_t, listeners, LISTENERS_MAP_SIZE);
+
+static __always_inline void count_connection(u8 direction, u8 result, u16 port, const struct owner_t *owner)
+{
+    struct connection_key_t key = {};
+    key.direction = direction;
+    key.result = result;
+    key.port = port;
+    if (owner) {
+        key.uid = owner->uid;
+        __builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
+    } else {
+        key.uid = (u32)-1;  /* no process: the labels stay empty */
+    }
+    u64 zero = 0;
+    u64 *value = connections.lookup_or_try_init(&key, &zero);
+    if (value)
+        __sync_fetch_and_add(value, 1);
+    else
+        note_update_failure(MAP_CONNECTIONS);
+}
+
+static __always_inline u8 result_from_errno(s32 error)
+{
+    if (error < 0)
+        error = -error;
+    if (error == ETIMEDOUT_NUM)
+        return RESULT_TIMEOUT;
+    if (error == ECONNREFUSED_NUM)
+        return RESULT_REFUSED;
+    return RESULT_ERROR;
+}
+
+static __always_inline u32 fold_peer(u16 family, const u8 *v4, const u8 *v6)
+{
+    u32 words[4] = {};
+    if (family == AF_INET_NUM) {
+        __builtin_memcpy(words, v4, 4);
+        return words[0];
+    }
+    __builtin_memcpy(words, v6, 16);
+    return words[0] ^ words[1] ^ words[2] ^ words[3];
+}
+
+#ifdef HAVE_TP_sock_inet_sock_set_state
+int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
+{
+    if (args->protocol != IPPROTO_TCP_NUM)
+        return 0;
+    u64 skaddr = (u64)args->skaddr;
+    int oldstate = args->oldstate, newstate = args->newstate;
+
+    if (oldstate == ST_CLOSE && newstate == ST_SYN_SENT) {
+        struct attempt_t attempt = {};
+        current_owner(&attempt.owner);
+        attempt.port = args->dport;
+        if (connecting.update(&skaddr, &attempt))
+            note_update_failure(MAP_CONNECTING);
+        return 0;
+    }
+    if (oldstate == ST_CLOSE && newstate == ST_LISTEN) {
+        struct owner_t owner = {};
+        current_owner(&owner);
+        u16 port = args->sport;
+        if (listeners.update(&port, &owner))
+            note_update_failure(MAP_LISTENERS);
+        return 0;
+    }
+    if (newstate == ST_ESTABLISHED && (oldstate == ST_SYN_SENT || oldstate == ST_SYN_RECV)) {
+        struct attempt_t *attempt = connecting.lookup(&skaddr);
+        if (attempt) {  /* an active open, including a simultaneous open via SYN_RECV */
+            count_connection(DIR_OUTBOUND, RESULT_ESTABLISHED, attempt->port, &attempt->owner);
+            connecting.delete(&skaddr);
+            return 0;
+        }
+        if (oldstate == ST_SYN_RECV) {
+            u16 port = args->sport;
+            struct owner_t *owner = listeners.lookup(&port);
+            count_connection(DIR_INBOUND, RESULT_ACCEPTED, port, owner);
+        }
+        return 0;
+    }
+    if (oldstate == ST_SYN_SENT && newstate == ST_CLOSE) {
+        struct attempt_t *attempt = connecting.lookup(&skaddr);
+        if (!attempt)
+            return 0;
+        if (attempt->reset_seen) {
+            count_connection(DIR_OUTBOUND, RESULT_REFUSED, attempt->port, &attempt->owner);
+            connecting.delete(&skaddr);
+            return 0;
+        }
+        struct tuple_t tuple = {};
+        tuple.sport = args->sport;
+        tuple.dport = args->dport;
+        tuple.peer_fold = fold_peer(args->family, args->daddr, args->daddr_v6);
+        struct socket_error_t *reported = socket_errors.lookup(&tuple);
+        u64 now = bpf_ktime_get_ns();
+        if (reported && now - reported->reported_ns < ERROR_MAX_AGE_NS) {
+            count_connection(DIR_OUTBOUND, result_from_errno(reported->error), attempt->port,
+                  &attempt->owner);
+            socket_errors.delete(&tuple);
+        } else {
+            struct attempt_t waiting = *attempt;
+            waiting.closed_ns = now;
+            if (closing.update(&tuple, &waiting))
+                note_update_failure(MAP_CLOSING);
+        }
+        connecting.delete(&skaddr);
+    }
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_tcp_tcp_receive_reset
+int on_tcp_receive_reset(struct tp_tcp_tcp_receive_reset *args)
+{
+    u64 skaddr = (u64)args->skaddr;
+    struct attempt_t *attempt = connecting.lookup(&skaddr);
+    if (attempt)
+        attempt->reset_seen = 1;
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_sock_inet_sk_error_report
+int on_inet_sk_error_report(struct tp_sock_inet_sk_error_report *args)
+{
+    if (args->protocol != IPPROTO_TCP_NUM)
+        return 0;
+    struct tuple_t tuple = {};
+    tuple.sport = args->sport;
+    tuple.dport = args->dport;
+    tuple.peer_fold = fold_peer(args->family, args->daddr, args->daddr_v6);
+    struct attempt_t *attempt = closing.lookup(&tuple);
+    if (attempt) {
+        count_connection(DIR_OUTBOUND, result_from_errno(args->error), attempt->port, &attempt->owner);
+        closing.delete(&tuple);
+        return 0;
+    }
+    struct socket_error_t reported = {};
+    reported.reported_ns = bpf_ktime_get_ns();
+    reported.error = args->error;
+    if (socket_errors.update(&tuple, &reported))
+        note_update_failure(MAP_SOCKET_ERRORS);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TP_tcp_tcp_send_reset
+int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
+{
+    if (args->skaddr)
+        return 0;  /* an RST from a socket, not for a port nobody listens on */
+#ifdef RST_REASON_NO_SOCKET
+    if (args->reason != RST_REASON_NO_SOCKET)
+        return 0;
+#endif
+    /* saddr is our side as a struct sockaddr_in(6): the port is at bytes 2-3, big-endian. */
+    u16 port = ((u16)args->saddr[2] << 8) | args->saddr[3];
+    count_connection(DIR_INBOUND, RESULT_REFUSED, port, 0);
+    return 0;
+}
+#endif

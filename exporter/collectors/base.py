@@ -1,0 +1,102 @@
+"""The interface every collector implements, and the common part of BPF-backed ones."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.tracefs import Tracefs
+from exporter.snapshot import MetricFamily
+
+
+@dataclass(frozen=True)
+class MapStats:
+    name: str
+    entries: int
+    capacity: int
+    update_failures: int
+
+
+class Collector(ABC):
+    """Started once, then asked for its metrics on every snapshot."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def start(self) -> None:
+        """Load and attach whatever the collector needs; raises on fatal problems."""
+
+    @abstractmethod
+    def collect(self) -> Iterable[MetricFamily]:
+        """The collector's metrics, read now."""
+
+    def program_status(self) -> Mapping[str, bool]:
+        """Attached (True) or not, per BPF program."""
+        return {}
+
+    def map_stats(self) -> Iterable[MapStats]:
+        return ()
+
+    def close(self) -> None:
+        """Release kernel resources (detach programs, close maps)."""
+
+
+class BpfCollector(Collector):
+    """A collector backed by one BPF source file: ``bpf/<source_file>``.
+
+    ``map_names`` is ordered as the source's MAP_* indexes into ``map_update_failures``.
+    """
+
+    source_file: ClassVar[str]
+    programs: ClassVar[tuple[ProgramSpec, ...]]
+    map_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, tracefs: Tracefs | None = None) -> None:
+        self._tracefs = tracefs
+        self.bpf: BpfProgram | None = None
+        self._entries: dict[str, int] = {}
+
+    @property
+    def tracefs(self) -> Tracefs:
+        if self._tracefs is None:
+            self._tracefs = Tracefs()
+        return self._tracefs
+
+    def defines(self) -> dict[str, int | str]:
+        """Preprocessor values for the BPF source (map sizes, kernel-specific numbers)."""
+        return {}
+
+    def start(self) -> None:
+        defines = {"NS_MAP_COUNT": len(self.map_names), **self.defines()}
+        self.bpf = BpfProgram(self.source_file, self.programs, defines, self.tracefs)
+
+    def program_status(self) -> Mapping[str, bool]:
+        if self.bpf is None:
+            return {spec.name: False for spec in self.programs}
+        return self.bpf.attached
+
+    def note_entries(self, map_name: str, entries: int) -> None:
+        """Record a map's size from a full read, sparing map_stats a second walk."""
+        self._entries[map_name] = entries
+
+    def map_stats(self) -> Iterable[MapStats]:
+        if self.bpf is None:
+            return []
+        failures = self.bpf.table("map_update_failures")
+        stats = []
+        for index, name in enumerate(self.map_names):
+            table = self.bpf.table(name)
+            entries = self._entries.get(name)
+            if entries is None:
+                entries = sum(1 for _ in table)
+            lost = sum(failures[failures.Key(index)])
+            stats.append(MapStats(name, entries, table.max_entries, int(lost)))
+        return stats
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            self.bpf.close()
+            self.bpf = None

@@ -1,0 +1,84 @@
+"""Checks run before any BPF is compiled, so a missing privilege or package gets a clear message."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+from pathlib import Path
+
+from exporter.kernel.tracefs import TRACEFS_CANDIDATES
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+CAPABILITY_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_PERFMON: "CAP_PERFMON", CAP_BPF: "CAP_BPF"}
+
+
+class EnvironmentProblem(Exception):
+    """Something outside the exporter is missing; the message says what and how to fix it."""
+
+
+def effective_capabilities(status_path: str = "/proc/self/status") -> int:
+    for line in Path(status_path).read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def missing_capabilities(effective: int) -> list[str]:
+    """Names of the capabilities still needed: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN."""
+    if effective & (1 << CAP_SYS_ADMIN):
+        return []
+    return [CAPABILITY_NAMES[cap] for cap in (CAP_BPF, CAP_PERFMON) if not effective & (1 << cap)]
+
+
+def check_capabilities(status_path: str = "/proc/self/status") -> None:
+    missing = missing_capabilities(effective_capabilities(status_path))
+    if missing:
+        raise EnvironmentProblem(
+            f"missing capabilities: {', '.join(missing)} (needed to load BPF programs and attach "
+            "them to tracepoints); run as root, or grant them, e.g. "
+            "capsh --caps='cap_bpf,cap_perfmon+eip' or securityContext.capabilities.add"
+        )
+
+
+def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | None:
+    """None when bcc will find kernel headers for ``release``, else what to install."""
+    if Path(modules_root, release, "build", "include").is_dir():
+        return None
+    if Path("/sys/kernel/kheaders.tar.xz").exists():
+        return None  # CONFIG_IKHEADERS: bcc unpacks the kernel's own headers
+    return (
+        f"kernel headers for Linux {release} not found in {modules_root}/{release}/build: "
+        f"install them (apt-get install linux-headers-{release}), or run scripts/install.sh, "
+        "which links the nearest Debian linux-headers package when the exact one does not exist"
+    )
+
+
+def check_kernel_headers() -> None:
+    problem = headers_problem(platform.release())
+    if problem:
+        raise EnvironmentProblem(problem)
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs when nothing is mounted (bare hosts and containers often lack it)."""
+    if any(Path(candidate, "events").is_dir() for candidate in TRACEFS_CANDIDATES):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    target = TRACEFS_CANDIDATES[0].encode()
+    if libc.mount(b"tracefs", target, b"tracefs", 0, None) != 0:
+        error = os.strerror(ctypes.get_errno())
+        raise EnvironmentProblem(
+            f"tracefs is not mounted and mounting it at {TRACEFS_CANDIDATES[0]} failed ({error}): "
+            f"mount it with 'mount -t tracefs tracefs {TRACEFS_CANDIDATES[0]}' or bind-mount "
+            "the host's /sys/kernel/tracing"
+        )
+
+
+def check_environment() -> None:
+    check_capabilities()
+    check_kernel_headers()
+    ensure_tracefs()

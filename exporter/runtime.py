@@ -1,0 +1,114 @@
+"""The running exporter: starts the collectors, and reads them into one snapshot."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+from collections.abc import Sequence
+
+from exporter import __version__
+from exporter.collectors import enabled_collectors
+from exporter.collectors.base import Collector
+from exporter.config import Config
+from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
+from exporter.snapshot import MetricFamily, SnapshotSource
+
+log = logging.getLogger(__name__)
+
+
+def self_metrics(
+    collectors: Sequence[Collector], collector_ok: dict[str, bool], read_seconds: float
+) -> list[MetricFamily]:
+    """The exporter's own health, in the same snapshot as the kernel's numbers."""
+    build = MetricFamily(
+        "netsnoop_build_info",
+        "gauge",
+        "Build and runtime versions; the value is always 1.",
+        ("version", "bcc_version", "kernel"),
+    )
+    build.set((__version__, bcc_version(), platform.release()), 1)
+    attached = MetricFamily(
+        "netsnoop_program_attached",
+        "gauge",
+        "1 when the BPF program is attached to its tracepoint, 0 when it could not be.",
+        ("program",),
+    )
+    success = MetricFamily(
+        "netsnoop_collector_success",
+        "gauge",
+        "1 when the collector's last read succeeded.",
+        ("collector",),
+    )
+    entries = MetricFamily("netsnoop_map_entries", "gauge", "Entries in the BPF map now.", ("map",))
+    capacity = MetricFamily(
+        "netsnoop_map_capacity", "gauge", "Maximum entries of the BPF map.", ("map",)
+    )
+    failures = MetricFamily(
+        "netsnoop_map_update_failures",
+        "counter",
+        "Updates the BPF side lost because the map was full.",
+        ("map",),
+    )
+    for collector in collectors:
+        success.set((collector.name,), 1.0 if collector_ok.get(collector.name) else 0.0)
+        for program, is_attached in collector.program_status().items():
+            attached.set((program,), 1.0 if is_attached else 0.0)
+        for stats in collector.map_stats():
+            entries.set((stats.name,), stats.entries)
+            capacity.set((stats.name,), stats.capacity)
+            failures.set((stats.name,), stats.update_failures)
+    duration = MetricFamily(
+        "netsnoop_scrape_duration_seconds",
+        "gauge",
+        "Seconds this snapshot took to read from the kernel.",
+        (),
+        unit="seconds",
+    )
+    duration.set((), read_seconds)
+    return [build, attached, success, entries, capacity, failures, duration]
+
+
+class Exporter:
+    def __init__(self, config: Config, collectors: Sequence[Collector] | None = None) -> None:
+        self.config = config
+        self.collectors = list(collectors) if collectors is not None else enabled_collectors(config)
+        self.snapshots = SnapshotSource(self.read)
+        self.ready = threading.Event()
+        self._started: list[Collector] = []
+
+    def start(self) -> None:
+        """Load every collector; one that cannot load is reported, the rest still serve."""
+        for collector in self.collectors:
+            began = time.monotonic()
+            try:
+                collector.start()
+            except BpfLoadError as error:
+                log.error("collector %s disabled: %s", collector.name, error)
+                continue
+            self._started.append(collector)
+            log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
+        release_compiler_memory()
+        self.ready.set()
+
+    def read(self) -> list[MetricFamily]:
+        began = time.perf_counter()
+        families: list[MetricFamily] = []
+        ok: dict[str, bool] = {}
+        for collector in self._started:
+            try:
+                families.extend(collector.collect())
+                ok[collector.name] = True
+            except Exception:  # one broken read must not take the whole endpoint down
+                log.exception("collector %s failed", collector.name)
+                ok[collector.name] = False
+        return families + self_metrics(self.collectors, ok, time.perf_counter() - began)
+
+    def close(self) -> None:
+        for collector in self._started:
+            try:
+                collector.close()
+            except Exception:
+                log.exception("closing collector %s", collector.name)
+        self._started.clear()

@@ -1,0 +1,77 @@
+"""One state snapshot per read of the kernel, shared by every output (Prometheus, OTLP).
+
+Collectors return plain MetricFamily values; the outputs only translate them, so the two
+outputs can never disagree about a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+LabelValues = tuple[str, ...]
+
+
+@dataclass
+class MetricFamily:
+    """A metric with its samples; counters are named without the ``_total`` suffix."""
+
+    name: str
+    kind: Literal["counter", "gauge"]
+    documentation: str
+    label_names: tuple[str, ...]
+    samples: dict[LabelValues, float] = field(default_factory=dict)
+    unit: str = ""
+
+    def add(self, label_values: LabelValues, value: float) -> None:
+        """Sum into a series, so label folding and merging keep totals exact."""
+        self.samples[label_values] = self.samples.get(label_values, 0.0) + value
+
+    def set(self, label_values: LabelValues, value: float) -> None:
+        self.samples[label_values] = value
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    families: tuple[MetricFamily, ...]
+    taken_at: float  # wall-clock seconds
+
+    def family(self, name: str) -> MetricFamily | None:
+        return next((f for f in self.families if f.name == name), None)
+
+
+class SnapshotSource:
+    """Takes snapshots; a request that arrives while a read is under way shares its result,
+    so concurrent scrapes and the OTLP push cost one read of the BPF maps."""
+
+    def __init__(self, read: Callable[[], Sequence[MetricFamily]]) -> None:
+        self._read = read
+        self._condition = threading.Condition()
+        self._reading = False
+        self._generation = 0
+        self._latest = Snapshot((), 0.0)
+
+    def current(self) -> Snapshot:
+        with self._condition:
+            if self._reading:
+                generation = self._generation
+                while self._generation == generation:
+                    self._condition.wait()
+                return self._latest
+            self._reading = True
+        snapshot = self._latest
+        try:
+            snapshot = Snapshot(tuple(self._read()), time.time())
+        finally:
+            with self._condition:
+                self._latest = snapshot
+                self._generation += 1
+                self._reading = False
+                self._condition.notify_all()
+        return snapshot

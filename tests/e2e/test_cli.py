@@ -1,0 +1,58 @@
+"""The command line as users meet it: bad config and flags give one line and status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            "collectors:\n  tcp_connections:\n    map_size: lots\n",
+            "collectors.tcp_connections.map_size: Input should be a valid integer",
+        ),
+        ("colectors: {}\n", "colectors: unknown key"),
+        ("labels: [1, 2\n", "line 2: expected ','"),
+        (
+            "collectors:\n  tcp_connections:\n    enabled: 'yes'\n",
+            "collectors.tcp_connections.enabled: Input should be a valid boolean",
+        ),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_naming_file_and_key(tmp_path, content, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    result = run_cli(f"--config.file={bad}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(bad) in lines[0] and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path):
+    result = run_cli(f"--config.file={tmp_path / 'nope.yaml'}")
+    assert result.returncode == 2
+    assert "nope.yaml: cannot read: No such file or directory" in result.stderr
+
+
+def test_bad_listen_address():
+    result = run_cli("--web.listen-address=localhost")
+    assert result.returncode == 2
+    assert "expected [host]:port" in result.stderr

@@ -1,0 +1,200 @@
+"""Shared test tools: a real exporter process, scrapes, network namespaces as remote hosts."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def parse_metrics(text: str) -> Series:
+    series: Series = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            series[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return series
+
+
+def value(series: Series, name: str, **labels: str) -> float:
+    """Sum of the series of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, lbls), v in series.items() if n == name and wanted <= lbls)
+
+
+class ExporterProcess:
+    """The real exporter, run as a separate process the way users run it."""
+
+    def __init__(self, config_text: str | None, tmp_path: Path, extra_args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}"]
+        if config_text is not None:
+            config_file = tmp_path / "netsnoop.yaml"
+            config_file.write_text(config_text)
+            args.append(f"--config.file={config_file}")
+        self.log_path = tmp_path / f"exporter-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [*args, *extra_args], cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start until /healthz answered 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exporter exited early:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz", timeout=1)[0] == 200:
+                    return time.monotonic() - self.started_at
+            time.sleep(0.05)
+        raise AssertionError(f"exporter not ready in {timeout}s:\n{self.log()}")
+
+    def scrape(self) -> Series:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return parse_metrics(body.decode())
+
+    def wait_for(
+        self, name: str, labels: Mapping[str, str], target: float, timeout: float = 10.0
+    ) -> Series:
+        """Scrape until the summed series reach ``target``, then once more to catch overshoot."""
+        deadline = time.monotonic() + timeout
+        while True:
+            series = self.scrape()
+            if value(series, name, **labels) >= target or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        return self.scrape()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 5.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def named_python(directory: Path, comm: str) -> str:
+    """A python3 reachable under another name, so the process's comm is ``comm``."""
+    link = directory / comm
+    if not link.exists():
+        link.symlink_to(os.path.realpath(sys.executable))
+    return str(link)
+
+
+_namespace_ids = itertools.count(1)
+
+
+@dataclass
+class RemoteHost:
+    """A network namespace joined to this host by a veth pair: a "remote host" whose traffic
+    crosses a real interface. Addresses exist only inside this test's own namespaces."""
+
+    name: str
+    host_v4: str
+    peer_v4: str
+    host_v6: str
+    peer_v6: str
+
+    def run(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *command],
+            check=True,
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
+
+    def python(self, code: str, timeout: float = 60) -> str:
+        return self.run(sys.executable, "-c", code, timeout=timeout).stdout
+
+
+@contextlib.contextmanager
+def remote_host() -> Iterator[RemoteHost]:
+    index = (os.getpid() % 200) + next(_namespace_ids)
+    subnet = index % 250 + 1
+    name = f"nsnoop{os.getpid()}x{index}"
+    host_if, peer_if = f"nsh{index}x{os.getpid() % 10000}", f"nsp{index}x{os.getpid() % 10000}"
+    host = RemoteHost(
+        name,
+        f"10.231.{subnet}.1",
+        f"10.231.{subnet}.2",
+        f"fd00:231:{subnet}::1",
+        f"fd00:231:{subnet}::2",
+    )
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+        ip("link", "set", peer_if, "netns", name)
+        ip("addr", "add", f"{host.host_v4}/24", "dev", host_if)
+        ip("-6", "addr", "add", f"{host.host_v6}/64", "dev", host_if, "nodad")
+        ip("link", "set", host_if, "up")
+        ip("-n", name, "addr", "add", f"{host.peer_v4}/24", "dev", peer_if)
+        ip("-n", name, "-6", "addr", "add", f"{host.peer_v6}/64", "dev", peer_if, "nodad")
+        ip("-n", name, "link", "set", peer_if, "up")
+        ip("-n", name, "link", "set", "lo", "up")
+        yield host
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def bpf_unavailable_reason() -> str | None:
+    """Why BPF end-to-end tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "needs root (loads BPF programs)"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "needs bcc (Debian python3-bpfcc) importable from this python"
+    from exporter.kernel.preflight import headers_problem
+
+    problem = headers_problem(os.uname().release)
+    if problem:
+        return problem
+    if shutil.which("ip") is None:
+        return "needs iproute2"
+    return None

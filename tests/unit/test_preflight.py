@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from exporter.kernel.preflight import (
+    CAP_BPF,
+    CAP_PERFMON,
+    CAP_SYS_ADMIN,
+    EnvironmentProblem,
+    check_capabilities,
+    headers_problem,
+    missing_capabilities,
+)
+
+
+def test_capability_sets():
+    assert missing_capabilities(0) == ["CAP_BPF", "CAP_PERFMON"]
+    assert missing_capabilities(1 << CAP_BPF) == ["CAP_PERFMON"]
+    assert missing_capabilities((1 << CAP_BPF) | (1 << CAP_PERFMON)) == []
+    assert missing_capabilities(1 << CAP_SYS_ADMIN) == []
+
+
+def test_missing_capability_message_names_it(tmp_path):
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tx\nCapEff:\t{1 << CAP_PERFMON:016x}\n")
+    with pytest.raises(EnvironmentProblem, match="missing capabilities: CAP_BPF"):
+        check_capabilities(str(status))
+
+
+def test_headers_problem_names_the_package(tmp_path):
+    assert "apt-get install linux-headers-9.9.9-x" in headers_problem("9.9.9-x", str(tmp_path))
+    (tmp_path / "9.9.9-x" / "build" / "include").mkdir(parents=True)
+    assert headers_problem("9.9.9-x", str(tmp_path)) is None

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.prometheus import build_registry
+from exporter.snapshot import MetricFamily, SnapshotSource
+from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
+
+
+def test_concurrent_requests_share_one_read():
+    reads = []
+    gate = threading.Event()
+
+    def read():
+        reads.append(1)
+        gate.wait(2)
+        return [MetricFamily("netsnoop_x", "gauge", "x", (), {(): len(reads)})]
+
+    source = SnapshotSource(read)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(source.current())) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1
+    assert {id(r) for r in results} == {id(results[0])}
+
+
+@pytest.mark.parametrize(
+    ("address", "parsed"),
+    [(":19435", ("", 19435)), ("127.0.0.1:80", ("127.0.0.1", 80)), ("[::1]:9", ("::1", 9))],
+)
+def test_listen_addresses(address, parsed):
+    assert parse_listen_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["19435", "host:", "h:99999", "h:x"])
+def test_bad_listen_addresses(address):
+    with pytest.raises(ListenAddressError):
+        parse_listen_address(address)
+
+
+def test_server_pages_and_exposition():
+    family = MetricFamily("netsnoop_demo", "counter", "demo", ("port",))
+    family.add(("23",), 2)
+    ready = threading.Event()
+    server = ExporterServer(
+        ("127.0.0.1", 0), build_registry(SnapshotSource(lambda: [family])), "/metrics", ready
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(base + "/healthz")
+        assert not_ready.value.code == 503
+        ready.set()
+        assert urllib.request.urlopen(base + "/healthz").status == 200
+        assert b'href="/metrics"' in urllib.request.urlopen(base + "/").read()
+        text = urllib.request.urlopen(base + "/metrics").read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["netsnoop_demo"].samples[0].value == 2
+        assert families["netsnoop_demo"].samples[0].name == "netsnoop_demo_total"
+        assert "process_resident_memory_bytes" in text
+        assert "python_gc" not in text
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(base + "/nope")
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
