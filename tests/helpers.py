@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -124,6 +125,16 @@ def named_python(directory: Path, comm: str) -> str:
 _namespace_ids = itertools.count(1)
 
 
+def _free_subnet() -> int:
+    """A 10.231.N.0/24 no interface uses yet, so concurrent test runs never share one."""
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    for _ in range(500):
+        subnet = random.randint(1, 254)
+        if f" 10.231.{subnet}." not in used:
+            return subnet
+    raise RuntimeError("no free 10.231.N.0/24 subnet for a test namespace")
+
+
 @dataclass
 class RemoteHost:
     """A network namespace joined to this host by a veth pair: a "remote host" whose traffic
@@ -150,10 +161,10 @@ class RemoteHost:
 
 @contextlib.contextmanager
 def remote_host() -> Iterator[RemoteHost]:
-    index = (os.getpid() % 200) + next(_namespace_ids)
-    subnet = index % 250 + 1
+    index = next(_namespace_ids)
+    subnet = _free_subnet()
     name = f"nsnoop{os.getpid()}x{index}"
-    host_if, peer_if = f"nsh{index}x{os.getpid() % 10000}", f"nsp{index}x{os.getpid() % 10000}"
+    host_if, peer_if = f"nsh{os.getpid()}x{index}", f"nsp{os.getpid()}x{index}"
     host = RemoteHost(
         name,
         f"10.231.{subnet}.1",
