@@ -306,3 +306,47 @@ def test_signal_detaches_everything_and_exits_zero(tmp_path, signum):
     assert stopped_in < 2.0
     assert not ours & bpf_program_ids()
     assert startup < 60
+
+
+ABANDON = """
+import socket, sys
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))  # EINPROGRESS: the SYN is out, nobody will answer
+    s.close()                   # abandoned in SYN_SENT: no error report ever comes
+"""
+
+
+def test_connect_abandoned_in_syn_sent_is_an_error(exporter, bin_dir):
+    port = free_port()
+    with remote_host() as remote:
+        remote.run(
+            "nft",
+            "add table inet nst; add chain inet nst input "
+            "{ type filter hook input priority 0; policy accept; }; "
+            f"add rule inet nst input tcp dport {port} drop",
+        )
+        python = named_python(bin_dir, "nst-abandon")
+        subprocess.run([python, "-c", ABANDON, remote.peer_v4, str(port), "3"], check=True)
+        labels = dict(direction="outbound", port=str(port), comm="nst-abandon", result="error")
+        after = exporter.wait_for(METRIC, labels, 3, timeout=20)
+    assert value(after, METRIC, **labels) == 3
+    assert value(after, METRIC, direction="outbound", port=str(port)) == 3
+
+
+def test_listener_opened_before_start_is_known_from_sock_diag(tmp_path, bin_dir):
+    """A listener that never passes CLOSE->LISTEN while we run still gets its owner."""
+    port = free_port()
+    setpriv = ("setpriv", "--reuid", "4545", "--regid", "4545", "--clear-groups")
+    with Listener(bin_dir, "nst-early", "127.0.0.1", port, prefix=setpriv):
+        process = ExporterProcess(None, tmp_path)
+        try:
+            process.wait_ready()
+            assert run_client(bin_dir, "nst-early-cl", "127.0.0.1", port, 2) == [0, 0]
+            labels = dict(direction="inbound", port=str(port), result="accepted")
+            after = process.wait_for(METRIC, labels, 2)
+        finally:
+            process.stop()
+    assert value(after, METRIC, comm="nst-early", uid="4545", **labels) == 2
