@@ -9,7 +9,8 @@
  * and SYN_RECV->ESTABLISHED counts an accepted connection for it. An RST sent without a socket
  * (tcp_send_reset with no skaddr, reason NO_SOCKET) is a refused one.
  */
-/* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
+/* common.h, watch.h and watch_tcp.h are prepended by the loader: bcc rewrites map calls only
+ * in the main file. The watch_tcp_* calls send the attempts a `watch:` rule matches. */
 
 #define IPPROTO_TCP_NUM 6
 #define AF_INET_NUM 2
@@ -44,6 +45,9 @@ struct connection_key_t {
     u8 direction;
     u8 result;
     char comm[NS_TASK_COMM_LEN];
+    u32 epoch;  /* current_epoch() when counted: lets userspace drain without loss */
+    u32 reserved;  /* explicit, so the key has no padding bytes */
+    u64 cgroup_id;  /* 0 unless the pod/container labels are on (NS_CGROUP_LABELS) */
 };
 
 struct attempt_t {
@@ -80,9 +84,11 @@ static __always_inline void count_connection(u8 direction, u8 result, u16 port, 
     key.direction = direction;
     key.result = result;
     key.port = port;
+    key.epoch = current_epoch();
     if (owner) {
         key.uid = owner->uid;
         __builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
+        key.cgroup_id = owner->cgroup_id;
     } else {
         key.uid = (u32)-1;  /* no process: the labels stay empty */
     }
@@ -130,6 +136,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         attempt.port = args->dport;
         if (connecting.update(&skaddr, &attempt))
             note_update_failure(MAP_CONNECTING);
+        watch_tcp_connect(skaddr, args);
         return 0;
     }
     if (oldstate == ST_CLOSE && newstate == ST_LISTEN) {
@@ -141,6 +148,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         return 0;
     }
     if (newstate == ST_ESTABLISHED && (oldstate == ST_SYN_SENT || oldstate == ST_SYN_RECV)) {
+        watch_tcp_outcome(skaddr, args, RESULT_ESTABLISHED);
         struct attempt_t *attempt = connecting.lookup(&skaddr);
         if (attempt) {  /* an active open, including a simultaneous open via SYN_RECV */
             count_connection(DIR_OUTBOUND, RESULT_ESTABLISHED, attempt->port, &attempt->owner);
@@ -151,6 +159,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
             u16 port = args->sport;
             struct owner_t *owner = listeners.lookup(&port);
             count_connection(DIR_INBOUND, RESULT_ACCEPTED, port, owner);
+            watch_tcp_inbound(args, RESULT_ACCEPTED, owner);
         }
         return 0;
     }
@@ -160,6 +169,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
             return 0;
         if (attempt->reset_seen) {
             count_connection(DIR_OUTBOUND, RESULT_REFUSED, attempt->port, &attempt->owner);
+            watch_tcp_outcome(skaddr, args, RESULT_REFUSED);
             connecting.delete(&skaddr);
             return 0;
         }
@@ -172,8 +182,10 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         if (reported && now - reported->reported_ns < ERROR_MAX_AGE_NS) {
             count_connection(DIR_OUTBOUND, result_from_errno(reported->error), attempt->port,
                   &attempt->owner);
+            watch_tcp_outcome(skaddr, args, result_from_errno(reported->error));
             socket_errors.delete(&tuple);
         } else {
+            watch_tcp_closing(skaddr, args, tuple.peer_fold);
             struct attempt_t waiting = *attempt;
             waiting.closed_ns = now;
             if (closing.update(&tuple, &waiting))
@@ -205,6 +217,7 @@ int on_inet_sk_error_report(struct tp_sock_inet_sk_error_report *args)
     tuple.sport = args->sport;
     tuple.dport = args->dport;
     tuple.peer_fold = fold_peer(args->family, args->daddr, args->daddr_v6);
+    watch_tcp_reported(args, tuple.sport, tuple.dport, tuple.peer_fold, result_from_errno(args->error));
     struct attempt_t *attempt = closing.lookup(&tuple);
     if (attempt) {
         count_connection(DIR_OUTBOUND, result_from_errno(args->error), attempt->port, &attempt->owner);
@@ -232,6 +245,7 @@ int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
     /* saddr is our side as a struct sockaddr_in(6): the port is at bytes 2-3, big-endian. */
     u16 port = ((u16)args->saddr[2] << 8) | args->saddr[3];
     count_connection(DIR_INBOUND, RESULT_REFUSED, port, 0);
+    watch_tcp_refused(args, args->saddr, args->daddr, RESULT_REFUSED);
     return 0;
 }
 #endif

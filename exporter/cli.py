@@ -14,9 +14,10 @@ from types import FrameType
 from exporter import __version__
 from exporter.config import ConfigError, default_config_path, load_config
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
-from exporter.prometheus import build_registry
+from exporter.prometheus import Exposition
 from exporter.runtime import Exporter
 from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
+from exporter.webconfig import load_web_config
 
 log = logging.getLogger("netsnoop")
 
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         default=":19435",
         help="address to serve metrics on (default :19435)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default="",
+        help="exporter-toolkit web config: TLS and basic auth (docs/security.md)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -77,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"--web.telemetry-path {args.telemetry_path!r}: must be a free path", 2)
     try:
         address = parse_listen_address(args.listen_address)
-    except ListenAddressError as error:
+        security = load_web_config(args.web_config_file) if args.web_config_file else None
+    except (ListenAddressError, ConfigError) as error:
         return fail(str(error), EXIT_CONFIG)
     try:
         check_environment()
@@ -87,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     exporter = Exporter(config)
     try:
         server = ExporterServer(
-            address, build_registry(exporter.snapshots), args.telemetry_path, exporter.ready
+            address,
+            Exposition(exporter.snapshots),
+            args.telemetry_path,
+            exporter.ready,
+            security,
         )
     except OSError as error:
         return fail(f"cannot listen on {args.listen_address}: {error.strerror}", EXIT_ENVIRONMENT)
@@ -97,9 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        try:
+            exporter.reload(load_config(args.config_file))
+        except ConfigError as error:
+            log.error("config reload failed, running on: %s", error)
+            return
+        log.info("config reloaded from %s", args.config_file)
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    signal.signal(signal.SIGHUP, reload)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
+    ).start()
     log.info("listening on %s", args.listen_address)
     began = time.monotonic()
     exporter.start()

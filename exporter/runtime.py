@@ -9,13 +9,38 @@ import time
 from collections.abc import Sequence
 
 from exporter import __version__
+from exporter.cardinality import SeriesBudget
 from exporter.collectors import enabled_collectors
 from exporter.collectors.base import Collector
 from exporter.config import Config
 from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
+from exporter.kernel.bpf_stats import stats_enabled
 from exporter.snapshot import MetricFamily, SnapshotSource
 
 log = logging.getLogger(__name__)
+
+
+def program_run_families(collectors: Sequence[Collector]) -> list[MetricFamily]:
+    """What each BPF program costs in the kernel; programs of the same name (one tracepoint
+    used by two collectors) are summed."""
+    run_seconds = MetricFamily(
+        "netsnoop_bpf_program_run_seconds",
+        "counter",
+        "Kernel time spent running the BPF program, counted while kernel.bpf_stats_enabled=1.",
+        ("program",),
+        unit="seconds",
+    )
+    runs = MetricFamily(
+        "netsnoop_bpf_program_runs",
+        "counter",
+        "Runs of the BPF program, counted while kernel.bpf_stats_enabled=1.",
+        ("program",),
+    )
+    for collector in collectors:
+        for program, stats in collector.program_run_stats().items():
+            run_seconds.add((program,), stats.run_time_ns / 1e9)
+            runs.add((program,), stats.run_count)
+    return [run_seconds, runs]
 
 
 def self_metrics(
@@ -67,7 +92,10 @@ def self_metrics(
         unit="seconds",
     )
     duration.set((), read_seconds)
-    return [build, attached, success, entries, capacity, failures, duration]
+    families = [build, attached, success, entries, capacity, failures, duration]
+    if stats_enabled():  # off, the kernel counts nothing and zeros would mislead
+        families += program_run_families(collectors)
+    return families
 
 
 class Exporter:
@@ -75,6 +103,7 @@ class Exporter:
         self.config = config
         self.collectors = list(collectors) if collectors is not None else enabled_collectors(config)
         self.snapshots = SnapshotSource(self.read)
+        self.budget = SeriesBudget(config.cardinality, config.ports)
         self.ready = threading.Event()
         self._started: list[Collector] = []
 
@@ -90,7 +119,11 @@ class Exporter:
             self._started.append(collector)
             log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
         release_compiler_memory()
-        self.ready.set()
+        statuses = [s for c in self.collectors for s in c.program_status().values()]
+        if any(statuses) or not statuses:
+            self.ready.set()
+        else:  # serving only zeros would look healthy to a liveness probe
+            log.error("no BPF program could be attached: /healthz stays 503")
 
     def read(self) -> list[MetricFamily]:
         began = time.perf_counter()
@@ -103,10 +136,22 @@ class Exporter:
             except Exception:  # one broken read must not take the whole endpoint down
                 log.exception("collector %s failed", collector.name)
                 ok[collector.name] = False
+        families = self.budget.apply(families)
         return families + self_metrics(self.collectors, ok, time.perf_counter() - began)
 
+    def reload(self, config: Config) -> None:
+        """SIGHUP: applies the series budget and port policy; every total is kept. Sections
+        that shape the BPF programs or the collectors' labels need a restart."""
+        for section in ("collectors", "labels", "kubernetes"):
+            if getattr(config, section) != getattr(self.config, section):
+                log.warning("config reload: %s changed; it takes effect on restart", section)
+        self.budget.configure(config.cardinality, config.ports)
+        self.config = self.config.model_copy(
+            update={"cardinality": config.cardinality, "ports": config.ports}
+        )
+
     def close(self) -> None:
-        for collector in self._started:
+        for collector in reversed(self._started):  # a later one may use an earlier one's maps
             try:
                 collector.close()
             except Exception:

@@ -28,6 +28,11 @@ class MetricFamily:
     label_names: tuple[str, ...]
     samples: dict[LabelValues, float] = field(default_factory=dict)
     unit: str = ""
+    # A counter whose samples are increments since the previous read (a drained BPF map);
+    # the series budget (exporter/cardinality.py) turns them into running totals.
+    increments: bool = False
+    # Labels with a small fixed set of values, kept when a series is folded into overflow.
+    bounded_labels: tuple[str, ...] = ()
 
     def add(self, label_values: LabelValues, value: float) -> None:
         """Sum into a series, so label folding and merging keep totals exact."""

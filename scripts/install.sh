@@ -4,18 +4,21 @@
 #   - kernel headers for bcc: linux-headers-$(uname -r), or else the nearest linux-headers
 #     package linked as /lib/modules/$(uname -r)/{build,source},
 #   - a venv on /usr/bin/python3 that sees the system bcc, with the package installed into it.
-# Usage: scripts/install.sh [--editable] [--extras test,otlp]
+# Usage: scripts/install.sh [--editable] [--extras test,otlp] [--no-kernel-headers]
+#   --no-kernel-headers: for container images, which use the host's headers mounted at run time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${NETSNOOP_VENV:-$ROOT/.venv}
 EDITABLE=""
 EXTRAS=""
+KERNEL_HEADERS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --editable) EDITABLE="-e" ;;
     --extras) EXTRAS="[$2]"; shift ;;
-    *) echo "usage: $0 [--editable] [--extras LIST]" >&2; exit 2 ;;
+    --no-kernel-headers) KERNEL_HEADERS="" ;;
+    *) echo "usage: $0 [--editable] [--extras LIST] [--no-kernel-headers]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -37,7 +40,9 @@ apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 # same architecture (never a -rt or -cloud flavour), linked where bcc looks for them.
 release=$(uname -r)
 modules_dir=/lib/modules/$release
-if [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
+if [ -z "$KERNEL_HEADERS" ]; then
+  echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
+elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
   echo "kernel headers for $release: present"
 elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
   apt_install "linux-headers-$release"

@@ -19,14 +19,26 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.kernel.sysctl import local_port_range
+
 REPO = Path(__file__).resolve().parents[1]
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free TCP port below the kernel's ephemeral range: the exporter's default port policy
+    folds ephemeral ports into port="other" (docs/security.md), tests want their own series."""
+    low = local_port_range()[0]
+    for _ in range(1000):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        try:
+            for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                with socket.socket(family) as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def parse_metrics(text: str) -> Series:
@@ -46,10 +58,22 @@ def value(series: Series, name: str, **labels: str) -> float:
 class ExporterProcess:
     """The real exporter, run as a separate process the way users run it."""
 
-    def __init__(self, config_text: str | None, tmp_path: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        config_text: str | None,
+        tmp_path: Path,
+        extra_args: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),  # a command that runs the exporter (capsh ... --)
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}"]
+        args = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
         if config_text is not None:
             config_file = tmp_path / "netsnoop.yaml"
             config_file.write_text(config_text)

@@ -8,9 +8,32 @@ from exporter.config import Config
 
 def enabled_collectors(config: Config) -> list[Collector]:
     """The collectors the configuration turns on, in a stable order."""
+    from exporter.collectors.listen_queue import ListenQueueCollector
+    from exporter.collectors.packet_drops import PacketDropsCollector
+    from exporter.collectors.socket_traffic import SocketTrafficCollector
     from exporter.collectors.tcp_connections import TcpConnectionsCollector
+    from exporter.collectors.udp_sends import UdpSendsCollector
+    from exporter.collectors.udp_unreachable import UdpUnreachableCollector
+    from exporter.collectors.watch import WatchCollector
 
     collectors: list[Collector] = []
+    watch_sources = []  # programs that emit watch events; the watch collector starts after them
     if config.collectors.tcp_connections.enabled:
-        collectors.append(TcpConnectionsCollector(config))
+        tcp = TcpConnectionsCollector(config)
+        collectors.append(tcp)
+        watch_sources.append(tcp)
+    if config.collectors.socket_traffic.enabled:
+        collectors.append(SocketTrafficCollector(config))
+    if config.collectors.udp_sends.enabled:
+        udp = UdpSendsCollector(config)
+        collectors.append(udp)
+        watch_sources.append(udp)
+    if config.collectors.packet_drops.enabled:
+        collectors.append(PacketDropsCollector(config))
+    if config.collectors.udp_unreachable.enabled:
+        collectors.append(UdpUnreachableCollector(config))
+    if config.collectors.listen_queue.enabled:
+        collectors.append(ListenQueueCollector(config))
+    if config.watch and watch_sources:
+        collectors.append(WatchCollector(config, watch_sources))
     return collectors

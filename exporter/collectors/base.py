@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 
@@ -40,6 +41,10 @@ class Collector(ABC):
     def map_stats(self) -> Iterable[MapStats]:
         return ()
 
+    def program_run_stats(self) -> Mapping[str, ProgramRunStats]:
+        """Kernel run time and count per BPF program (kept while kernel.bpf_stats_enabled=1)."""
+        return {}
+
     def close(self) -> None:
         """Release kernel resources (detach programs, close maps)."""
 
@@ -53,6 +58,7 @@ class BpfCollector(Collector):
     source_file: ClassVar[str]
     programs: ClassVar[tuple[ProgramSpec, ...]]
     map_names: ClassVar[tuple[str, ...]]
+    shared_sources: ClassVar[tuple[str, ...]] = ()  # bpf/ files pasted after common.h
 
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
@@ -71,12 +77,17 @@ class BpfCollector(Collector):
 
     def start(self) -> None:
         defines = {"NS_MAP_COUNT": len(self.map_names), **self.defines()}
-        self.bpf = BpfProgram(self.source_file, self.programs, defines, self.tracefs)
+        self.bpf = BpfProgram(
+            self.source_file, self.programs, defines, self.tracefs, self.shared_sources
+        )
 
     def program_status(self) -> Mapping[str, bool]:
         if self.bpf is None:
             return {spec.name: False for spec in self.programs}
         return self.bpf.attached
+
+    def program_run_stats(self) -> Mapping[str, ProgramRunStats]:
+        return {} if self.bpf is None else self.bpf.run_stats()
 
     def note_entries(self, map_name: str, entries: int) -> None:
         """Record a map's size from a full read, sparing map_stats a second walk."""
@@ -91,7 +102,7 @@ class BpfCollector(Collector):
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
-                entries = sum(1 for _ in table)
+                entries = sum(1 for _ in table.items_lookup_batch())  # one syscall per batch
             lost = sum(failures[failures.Key(index)])
             stats.append(MapStats(name, entries, table.max_entries, int(lost)))
         return stats

@@ -12,10 +12,13 @@ from typing import ClassVar
 
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config, LabelsConfig
-from exporter.kernel import sockets
+from exporter.kernel import cgroups, sockets
 from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
+from exporter.watch import watch_defines
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class ConnectionKey:
     port: int
     uid: int
     comm: bytes
+    cgroup_id: int = 0  # recorded only when the pod/container labels are on
 
 
 def decode_comm(raw: bytes) -> str:
@@ -56,17 +60,29 @@ def connection_labels(key: ConnectionKey, labels: LabelsConfig) -> tuple[str, ..
 
 
 def connections_family(
-    counts: Iterable[tuple[ConnectionKey, int]], labels: LabelsConfig
+    counts: Iterable[tuple[ConnectionKey, int]],
+    labels: LabelsConfig,
+    workloads: WorkloadLabeler | None = None,
 ) -> MetricFamily:
+    """With ``workloads`` (kubernetes.enabled) every series also has namespace, pod and
+    container; without, those labels do not exist."""
     family = MetricFamily(
         "netsnoop_tcp_connections",
         "counter",
         "TCP connections and connection attempts by direction, port, process, uid and result.",
-        LABEL_NAMES,
+        LABEL_NAMES + WORKLOAD_LABEL_NAMES if workloads is not None else LABEL_NAMES,
+        increments=True,  # read from a drained map (EpochCounters)
+        bounded_labels=("direction", "result"),
     )
+    counts = list(counts)
+    if workloads is not None:
+        workloads.resolve(key.cgroup_id for key, _ in counts)
     for key, value in counts:
         if key.direction < len(DIRECTIONS) and key.result < len(RESULTS):
-            family.add(connection_labels(key, labels), value)
+            label_values = connection_labels(key, labels)
+            if workloads is not None:
+                label_values += workloads.labels(key.cgroup_id)
+            family.add(label_values, value)
     return family
 
 
@@ -87,19 +103,27 @@ class TcpConnectionsCollector(BpfCollector):
         "socket_errors",
         "listeners",
     )
+    shared_sources: ClassVar[tuple[str, ...]] = ("watch.h", "watch_tcp.h")  # watch events
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(tracefs)
         self.settings = config.collectors.tcp_connections
         self.labels = config.labels
-        self._unreported: Counter[ConnectionKey] = Counter()
+        self.kubernetes = config.kubernetes
+        self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
+        self.workloads: WorkloadLabeler | None = None
+        self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
+        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         defines: dict[str, int | str] = {
             "CONNECTIONS_MAP_SIZE": self.settings.map_size,
             "PENDING_MAP_SIZE": self.settings.pending_map_size,
             "LISTENERS_MAP_SIZE": self.settings.listeners_map_size,
+            **self.watch_defines,
         }
+        if self.kubernetes.enabled:
+            defines["NS_CGROUP_LABELS"] = 1
         reset = self.tracefs.format("tcp:tcp_send_reset")
         if reset is not None:
             no_socket = {name: n for n, name in reset.symbols("reason").items()}.get("NO_SOCKET")
@@ -108,7 +132,13 @@ class TcpConnectionsCollector(BpfCollector):
         return defines
 
     def start(self) -> None:
+        if self.kubernetes.enabled:
+            self.workloads = workload_labeler(self.kubernetes)
         super().start()
+        assert self.bpf is not None
+        self._counters = EpochCounters(
+            self.bpf.table("connections"), self.bpf.table("counter_epoch")
+        )
         self._seed_listeners()
 
     def _seed_listeners(self) -> None:
@@ -121,10 +151,12 @@ class TcpConnectionsCollector(BpfCollector):
         except OSError as error:
             log.warning("could not seed listening sockets: %s", error)
             return
-        for port, (uid, comm) in owners.items():
+        for port, (uid, comm, pid) in owners.items():
             owner = table.Leaf()
             owner.uid = uid
             owner.comm = comm.encode()[:15]
+            if self.workloads is not None and self.workloads.root is not None:
+                owner.cgroup_id = cgroups.process_cgroup_id(pid, self.workloads.root)
             table[table.Key(port)] = owner
 
     def _sweep_unreported(self) -> None:
@@ -144,20 +176,27 @@ class TcpConnectionsCollector(BpfCollector):
                 attempt.port,
                 attempt.owner.uid,
                 bytes(attempt.owner.comm),
+                attempt.owner.cgroup_id,
             )
             self._unreported[key] += 1
 
     def read_counts(self) -> list[tuple[ConnectionKey, int]]:
-        assert self.bpf is not None
+        """Increments since the previous read."""
+        assert self._counters is not None
         counts = [
-            (ConnectionKey(k.direction, k.result, k.port, k.uid, bytes(k.comm)), int(v))
-            for k, v in self.bpf.table("connections").items_lookup_batch()
+            (
+                ConnectionKey(k.direction, k.result, k.port, k.uid, bytes(k.comm), k.cgroup_id),
+                int(v),
+            )
+            for k, v in self._counters.read()
         ]
-        self.note_entries("connections", len(counts))
-        return counts + list(self._unreported.items())
+        self.note_entries("connections", self._counters.entries)
+        counts += self._unreported.items()
+        self._unreported.clear()
+        return counts
 
     def collect(self) -> Iterable[MetricFamily]:
         if self.bpf is None:
             return []
         self._sweep_unreported()
-        return [connections_family(self.read_counts(), self.labels)]
+        return [connections_family(self.read_counts(), self.labels, self.workloads)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.kernel.bpf_stats import ProgramRunStats, program_run_stats
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
 from exporter.paths import bpf_dir
 
@@ -88,9 +90,12 @@ class BpfProgram:
         programs: Iterable[ProgramSpec],
         defines: Mapping[str, int | str],
         tracefs: Tracefs,
+        shared_sources: Iterable[str] = (),  # pasted after common.h, e.g. "watch.h"
     ) -> None:
         self.attached: dict[str, bool] = {}
+        self._event_tables: list[Any] = []
         self.problems: dict[str, str] = {}
+        self.program_fds: dict[str, int] = {}  # of the attached programs, for their run stats
         available: dict[str, TracepointFormat] = {}
         specs = list(programs)
         for spec in specs:
@@ -104,6 +109,7 @@ class BpfProgram:
         source = (
             build_prelude(available.values(), defines)
             + bpf_source("common.h")
+            + "".join(bpf_source(name) for name in shared_sources)
             + bpf_source(source_file)
         )
         try:
@@ -129,10 +135,55 @@ class BpfProgram:
                 log.warning("program %s not attached: %s", spec.name, error)
                 continue
             self.attached[spec.name] = True
+            self.program_fds[spec.name] = self._bpf.load_func(
+                spec.function, self._bpf.TRACEPOINT
+            ).fd  # load_func returns the program attach_tracepoint already loaded
+
+    def run_stats(self) -> dict[str, ProgramRunStats]:
+        """Kernel run time and count per attached program (kept while bpf_stats is on)."""
+        stats = {}
+        for name, fd in self.program_fds.items():
+            program_stats = program_run_stats(fd)
+            if program_stats is not None:
+                stats[name] = program_stats
+        return stats
 
     def table(self, name: str) -> Any:
         return self._bpf[name]
 
+    def open_events(
+        self,
+        table_name: str,
+        handle: Callable[[Any], None],
+        lost: Callable[[int], None],
+        pages: int,
+    ) -> None:
+        """Deliver a BPF_PERF_OUTPUT's records, decoded into ctypes structs, to ``handle``
+        from poll_events(); ``lost`` gets the count of records the full buffer dropped."""
+        events = self._bpf[table_name]
+        events.open_perf_buffer(
+            lambda cpu, data, size: handle(events.event(data)), page_cnt=pages, lost_cb=lost
+        )
+        self._event_tables.append(events)
+
+    def poll_events(self, timeout_ms: int) -> None:
+        self._bpf.perf_buffer_poll(timeout_ms)
+
     def close(self) -> None:
         """Detach every tracepoint and close the program and map FDs."""
+        # The callback closes a reference cycle through the table, so bcc's own cleanup would
+        # leave its per-CPU buffers to a garbage collection after the map FD is gone (KeyError
+        # at exit); free them while the map is still open.
+        from bcc.utils import get_online_cpus
+
+        for events in self._event_tables:
+            for cpu in get_online_cpus():
+                del events[cpu]
+        self._event_tables.clear()
+        # Each detach waits for the kernel to quiesce the tracepoint (tens of ms); done side by
+        # side they cost about one wait, which keeps SIGTERM-to-exit well under 2 s.
+        attached = list(self._bpf.tracepoint_fds)
+        if attached:
+            with ThreadPoolExecutor(max_workers=len(attached)) as pool:
+                list(pool.map(self._bpf.detach_tracepoint, attached))
         self._bpf.cleanup()

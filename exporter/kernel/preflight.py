@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import platform
 from pathlib import Path
 
 from exporter.kernel.tracefs import TRACEFS_CANDIDATES
 
+log = logging.getLogger(__name__)
+
+CAP_DAC_READ_SEARCH = 2
+CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 CAPABILITY_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_PERFMON: "CAP_PERFMON", CAP_BPF: "CAP_BPF"}
+# Not needed to run, but without them a listener of another user that existed before the
+# exporter started has no known owner: /proc/<pid>/fd is mode 0500 of its owner (read
+# search), and its links need ptrace read access. docs/security.md has the whole set.
+PROC_CAPABILITIES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE: "CAP_SYS_PTRACE"}
 
 
 class EnvironmentProblem(Exception):
@@ -35,12 +44,21 @@ def missing_capabilities(effective: int) -> list[str]:
 
 
 def check_capabilities(status_path: str = "/proc/self/status") -> None:
-    missing = missing_capabilities(effective_capabilities(status_path))
+    """Fails without the BPF capabilities; warns, naming them, without the /proc ones."""
+    effective = effective_capabilities(status_path)
+    missing = missing_capabilities(effective)
     if missing:
         raise EnvironmentProblem(
             f"missing capabilities: {', '.join(missing)} (needed to load BPF programs and attach "
             "them to tracepoints); run as root, or grant them, e.g. "
             "capsh --caps='cap_bpf,cap_perfmon+eip' or securityContext.capabilities.add"
+        )
+    lacking = [name for cap, name in PROC_CAPABILITIES.items() if not effective & (1 << cap)]
+    if lacking:
+        log.warning(
+            "missing capabilities: %s: listeners of other users that existed before the "
+            "exporter started will have an empty comm and uid (grant them to name those owners)",
+            ", ".join(lacking),
         )
 
 
@@ -50,6 +68,13 @@ def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | N
         return None
     if Path("/sys/kernel/kheaders.tar.xz").exists():
         return None  # CONFIG_IKHEADERS: bcc unpacks the kernel's own headers
+    if os.environ.get("NETSNOOP_CONTAINER"):  # set by the Dockerfile: the image has none
+        return (
+            f"kernel headers for Linux {release} not found in {modules_root}/{release}/build: "
+            "the container uses the host's; install them on the host (linux-headers-"
+            f"{release}) and mount the host's /lib/modules and /usr/src read-only at the same "
+            "paths (-v /lib/modules:/lib/modules:ro -v /usr/src:/usr/src:ro)"
+        )
     return (
         f"kernel headers for Linux {release} not found in {modules_root}/{release}/build: "
         f"install them (apt-get install linux-headers-{release}), or run scripts/install.sh, "

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+TCP_SYN_RECV = 3
 TCP_LISTEN = 10
+INET_DIAG_SKMEMINFO = 7  # its extension bit is 1 << (7 - 1)
+SK_MEMINFO_DROPS = 8  # index of the drop counter in the SKMEMINFO u32 array
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class ListeningSocket:
     inode: int
     accept_queue: int  # idiag_rqueue: connections waiting for accept()
     backlog: int  # idiag_wqueue: the listen() backlog
+    drops: int = 0  # SKMEMINFO drops: SYNs and handshakes refused, e.g. on a full queue
 
 
 def listening_sockets() -> list[ListeningSocket]:
@@ -28,7 +34,11 @@ def listening_sockets() -> list[ListeningSocket]:
     with DiagSocket() as diag:
         diag.bind()
         for family in (socket.AF_INET, socket.AF_INET6):
-            for message in diag.get_sock_stats(family=family, states=1 << TCP_LISTEN):
+            for message in diag.get_sock_stats(
+                family=family,
+                states=1 << TCP_LISTEN,
+                extensions=1 << (INET_DIAG_SKMEMINFO - 1),
+            ):
                 found.append(
                     ListeningSocket(
                         family=family,
@@ -37,9 +47,35 @@ def listening_sockets() -> list[ListeningSocket]:
                         inode=message["idiag_inode"],
                         accept_queue=message["idiag_rqueue"],
                         backlog=message["idiag_wqueue"],
+                        drops=skmeminfo_drops(message.get_attr("INET_DIAG_SKMEMINFO")),
                     )
                 )
     return found
+
+
+def skmeminfo_drops(hex_text: str | None) -> int:
+    """The drop counter of an INET_DIAG_SKMEMINFO attribute, which pyroute2 leaves as
+    colon-separated hex bytes (an array of native-endian u32); 0 when absent."""
+    if not hex_text:
+        return 0
+    raw = bytes.fromhex(hex_text.replace(":", ""))
+    if len(raw) < 4 * (SK_MEMINFO_DROPS + 1):
+        return 0
+    return struct.unpack_from("=I", raw, 4 * SK_MEMINFO_DROPS)[0]
+
+
+def half_open_connections() -> Counter[int]:
+    """Local port -> request sockets in SYN_RECV (handshakes not yet complete), IPv4 and
+    IPv6, of this network namespace."""
+    from pyroute2 import DiagSocket
+
+    ports: Counter[int] = Counter()
+    with DiagSocket() as diag:
+        diag.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for message in diag.get_sock_stats(family=family, states=1 << TCP_SYN_RECV):
+                ports[message["idiag_sport"]] += 1
+    return ports
 
 
 def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, int]:
@@ -74,14 +110,14 @@ def process_comm(pid: int, proc_root: str = "/proc") -> str | None:
         return None
 
 
-def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str]]:
-    """Local port -> (uid, comm) of the process holding a listener on it."""
+def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str, int]]:
+    """Local port -> (uid, comm, pid) of the process holding a listener on it."""
     listeners = listening_sockets()
     pids = socket_inode_pids({s.inode for s in listeners}, proc_root)
-    owners: dict[int, tuple[int, str]] = {}
+    owners: dict[int, tuple[int, str, int]] = {}
     for listener in listeners:
         pid = pids.get(listener.inode)
         comm = process_comm(pid, proc_root) if pid is not None else None
-        if comm is not None:
-            owners[listener.port] = (listener.uid, comm)
+        if pid is not None and comm is not None:
+            owners[listener.port] = (listener.uid, comm, pid)
     return owners

@@ -31,3 +31,11 @@ def test_headers_problem_names_the_package(tmp_path):
     assert "apt-get install linux-headers-9.9.9-x" in headers_problem("9.9.9-x", str(tmp_path))
     (tmp_path / "9.9.9-x" / "build" / "include").mkdir(parents=True)
     assert headers_problem("9.9.9-x", str(tmp_path)) is None
+
+
+def test_missing_proc_capabilities_are_named_in_a_warning(tmp_path, caplog):
+    status = tmp_path / "status"
+    status.write_text(f"CapEff:\t{(1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << 19):016x}\n")
+    check_capabilities(str(status))  # enough to run
+    assert "missing capabilities: CAP_DAC_READ_SEARCH: listeners of other users" in caplog.text
+    assert "CAP_SYS_PTRACE" not in caplog.text

@@ -5,9 +5,10 @@ import time
 import urllib.request
 
 import pytest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.prometheus import build_registry
+from exporter.prometheus import Exposition, encode_text
 from exporter.snapshot import MetricFamily, SnapshotSource
 from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
 
@@ -53,7 +54,7 @@ def test_server_pages_and_exposition():
     family.add(("23",), 2)
     ready = threading.Event()
     server = ExporterServer(
-        ("127.0.0.1", 0), build_registry(SnapshotSource(lambda: [family])), "/metrics", ready
+        ("127.0.0.1", 0), Exposition(SnapshotSource(lambda: [family])), "/metrics", ready
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -76,3 +77,30 @@ def test_server_pages_and_exposition():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_text_encoder_round_trips_hostile_values_and_matches_prometheus_client():
+    hostile = 'q"b\\s\nx\ufffd'
+    counter = MetricFamily("netsnoop_demo", "counter", "help with \\ and\nnewline", ("comm",))
+    counter.add((hostile,), 3)
+    counter.add(("plain",), 1e21)
+    gauge = MetricFamily("netsnoop_gauge", "gauge", "g", ())
+    gauge.set((), float("inf"))
+    source = SnapshotSource(lambda: [counter, gauge])
+    ours = encode_text([counter, gauge]).decode()
+    reference = generate_latest(Exposition(source).openmetrics_registry).decode()
+
+    def samples(text):
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.startswith("netsnoop_")
+        }
+
+    assert samples(ours) == samples(reference)
+    assert (
+        "netsnoop_demo_total",
+        (("comm", hostile),),
+        3.0,
+    ) in samples(ours)

@@ -1,0 +1,41 @@
+/* ICMP port-unreachable replies to UDP datagrams, per closed local port.
+ *
+ * icmp:icmp_send (about 6.13+, IPv4 only) carries the offending datagram's ports; it fills
+ * them only for UDP (dport 0 otherwise). It runs in the namespace that owns the closed port,
+ * for every network namespace of the host.
+ */
+/* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
+
+#define ICMP_DEST_UNREACH_NUM 3
+#define ICMP_PORT_UNREACH_NUM 3
+
+/* Must match exporter/collectors/udp_unreachable.py. */
+#define MAP_UNREACHABLE 0
+
+struct unreachable_key_t {
+    u16 port;
+    u16 reserved;  /* explicit, so the key has no padding bytes */
+    u32 epoch;
+};
+
+BPF_HASH(unreachable, struct unreachable_key_t, u64, UNREACHABLE_MAP_SIZE);
+
+#ifdef HAVE_TP_icmp_icmp_send
+int on_icmp_send(struct tp_icmp_icmp_send *args)
+{
+    if (args->type != ICMP_DEST_UNREACH_NUM || args->code != ICMP_PORT_UNREACH_NUM)
+        return 0;
+    if (args->dport == 0)
+        return 0;  /* not UDP, or a truncated header */
+    struct unreachable_key_t key = {};
+    key.port = args->dport;
+    key.epoch = current_epoch();
+    u64 zero = 0;
+    u64 *value = unreachable.lookup_or_try_init(&key, &zero);
+    if (value)
+        __sync_fetch_and_add(value, 1);
+    else
+        note_update_failure(MAP_UNREACHABLE);
+    return 0;
+}
+#endif

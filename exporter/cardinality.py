@@ -1,0 +1,169 @@
+"""Bounded cardinality with exact totals, for every collector's counters.
+
+Each read's counter families pass through here before they become a snapshot. Per metric:
+
+- the port policy folds port values that only an attacker or the client side chooses
+  (ephemeral ports, inbound refused ports outside the kept list) into ``port="other"``;
+- a series budget: the first ``series_per_metric`` label combinations keep their own series;
+  later ones are added to an overflow series whose unbounded labels read ``other`` (a kept port
+  stays), so the sum over the metric stays exact; ``netsnoop_series_overflow_total{metric}``
+  counts the increments folded that way;
+- a series that had no increment for ``idle_seconds`` is dropped and frees its place.
+
+Totals live here, in userspace, so collectors may drain or lose their kernel maps: a counter
+keeps growing from where it was. Collectors report either running totals (a reset is taken
+as a restart from zero) or, with ``MetricFamily.increments``, what was added since their last
+read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from exporter.config import CardinalityConfig, PortsConfig, parse_port_range
+from exporter.kernel.sysctl import local_port_range
+from exporter.snapshot import LabelValues, MetricFamily
+
+OTHER = "other"
+
+
+class PortPolicy:
+    def __init__(self, settings: PortsConfig, ephemeral: tuple[int, int]) -> None:
+        self.kept = [parse_port_range(str(entry)) for entry in settings.keep]
+        self.ephemeral = (
+            parse_port_range(settings.ephemeral_range) if settings.ephemeral_range else ephemeral
+        )
+        self.fold_ephemeral = settings.fold_ephemeral
+        self.fold_refused_inbound = settings.fold_refused_inbound
+
+    def is_kept(self, port: str) -> bool:
+        return port.isdigit() and any(low <= int(port) <= high for low, high in self.kept)
+
+    def port_label(self, port: str, labels: dict[str, str]) -> str:
+        """The value the port label gets: its own, or OTHER."""
+        if not port.isdigit() or self.is_kept(port):
+            return port
+        low, high = self.ephemeral
+        if self.fold_ephemeral and low <= int(port) <= high:
+            return OTHER
+        refused_inbound = labels.get("direction") == "inbound" and labels.get("result") == "refused"
+        return OTHER if self.fold_refused_inbound and refused_inbound else port
+
+
+@dataclass
+class Series:
+    value: float = 0.0
+    last_increment: float = 0.0
+
+
+@dataclass
+class MetricState:
+    """What the budget remembers of one metric: bounded by the budget, the overflow series
+    (bounded labels x kept ports) and the collector's own last read."""
+
+    series: dict[LabelValues, Series] = field(default_factory=dict)
+    overflow: dict[LabelValues, Series] = field(default_factory=dict)
+    folded: float = 0.0
+    last_totals: dict[LabelValues, float] = field(default_factory=dict)
+
+
+class SeriesBudget:
+    def __init__(
+        self,
+        settings: CardinalityConfig,
+        ports: PortsConfig,
+        clock: Callable[[], float] = time.monotonic,
+        ephemeral: Callable[[], tuple[int, int]] = local_port_range,
+    ) -> None:
+        self._clock = clock
+        self._ephemeral = ephemeral
+        self._metrics: dict[str, MetricState] = {}
+        self.configure(settings, ports)
+
+    def configure(self, settings: CardinalityConfig, ports: PortsConfig) -> None:
+        """New limits and port policy; existing totals are kept (config reload)."""
+        self.settings = settings
+        self.ports = PortPolicy(ports, self._ephemeral())
+
+    def apply(self, families: Sequence[MetricFamily]) -> list[MetricFamily]:
+        """Counters with running totals and bounded series; gauges pass through."""
+        now = self._clock()
+        out = [
+            self._bound(family, now) if family.kind == "counter" and family.label_names else family
+            for family in families
+        ]
+        overflow = MetricFamily(
+            "netsnoop_series_overflow",
+            "counter",
+            "Increments folded into a metric's overflow series because its series budget "
+            "(cardinality.series_per_metric) was spent.",
+            ("metric",),
+        )
+        for name, state in self._metrics.items():
+            if state.folded:
+                overflow.set((exposed_name(name),), state.folded)
+        return [*out, overflow]
+
+    def _bound(self, family: MetricFamily, now: float) -> MetricFamily:
+        state = self._metrics.setdefault(family.name, MetricState())
+        increments = family.samples if family.increments else self._increments(family, state)
+        names = family.label_names
+        port_index = names.index("port") if "port" in names else None
+        new: dict[LabelValues, float] = {}
+        for label_values, increment in increments.items():
+            if increment <= 0:
+                continue
+            labels = label_values
+            if port_index is not None:
+                by_name = dict(zip(names, labels, strict=True))
+                port = self.ports.port_label(labels[port_index], by_name)
+                labels = (*labels[:port_index], port, *labels[port_index + 1 :])
+            series = state.series.get(labels)
+            if series is None:
+                new[labels] = new.get(labels, 0.0) + increment
+            else:
+                series.value += increment
+                series.last_increment = now
+        # expire only after the existing series took their increments, and before new ones
+        # compete for the places that frees
+        expiry = now - self.settings.idle_seconds
+        for labels in [k for k, s in state.series.items() if s.last_increment < expiry]:
+            del state.series[labels]
+        for labels, increment in new.items():
+            if len(state.series) < self.settings.series_per_metric:
+                series = state.series[labels] = Series()
+            else:
+                series = state.overflow.setdefault(self._fold(family, labels), Series())
+                state.folded += increment
+            series.value += increment
+            series.last_increment = now
+        samples = {labels: s.value for labels, s in state.series.items()}
+        for labels, series in state.overflow.items():
+            samples[labels] = samples.get(labels, 0.0) + series.value
+        return dataclasses.replace(family, samples=samples, increments=False)
+
+    def _fold(self, family: MetricFamily, labels: LabelValues) -> LabelValues:
+        """Unbounded labels become OTHER; bounded ones and a kept port stay."""
+        return tuple(
+            value
+            if name in family.bounded_labels or (name == "port" and self.ports.is_kept(value))
+            else OTHER
+            for name, value in zip(family.label_names, labels, strict=True)
+        )
+
+    @staticmethod
+    def _increments(family: MetricFamily, state: MetricState) -> dict[LabelValues, float]:
+        """Running totals into increments; a total that went down restarted from zero."""
+        increments = {}
+        for labels, total in family.samples.items():
+            previous = state.last_totals.get(labels, 0.0)
+            increments[labels] = total - previous if total >= previous else total
+        state.last_totals = dict(family.samples)
+        return increments
+
+
+def exposed_name(name: str) -> str:
+    return f"{name}_total"

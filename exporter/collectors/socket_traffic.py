@@ -1,0 +1,100 @@
+"""netsnoop_socket_sent_bytes_total / netsnoop_socket_received_bytes_total: bytes processes pass
+through TCP and UDP sockets, counted in BPF (bpf/socket_traffic.c) per protocol, comm and uid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from exporter.collectors.base import BpfCollector
+from exporter.collectors.tcp_connections import decode_comm
+from exporter.config import Config
+from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.counters import EpochCounters
+from exporter.kernel.tracefs import Tracefs
+from exporter.snapshot import MetricFamily
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
+
+DIRECTIONS = ("sent", "received")  # index = DIR_* in the BPF source
+PROTOCOL_LABELS = {6: "tcp", 17: "udp"}
+LABEL_NAMES = ("protocol", "comm", "uid")
+
+
+def byte_families(
+    counts: Iterable[tuple[int, int, bytes, int, int, int]],
+    comm_label: bool,
+    uid_label: bool,
+    workloads: WorkloadLabeler | None = None,
+) -> list[MetricFamily]:
+    """(direction, protocol, comm, uid, cgroup id, bytes) increments into the two byte
+    counters; with ``workloads`` (kubernetes.enabled) they also have namespace, pod, container."""
+    families = [
+        MetricFamily(
+            f"netsnoop_socket_{direction}_bytes",
+            "counter",
+            f"Bytes {direction} through TCP and UDP sockets, by protocol, process name and uid.",
+            LABEL_NAMES + WORKLOAD_LABEL_NAMES if workloads is not None else LABEL_NAMES,
+            unit="bytes",
+            increments=True,  # read from a drained map (EpochCounters)
+            bounded_labels=("protocol",),
+        )
+        for direction in DIRECTIONS
+    ]
+    counts = list(counts)
+    if workloads is not None:
+        workloads.resolve(count[4] for count in counts)
+    for direction, protocol, comm, uid, cgroup_id, value in counts:
+        if direction >= len(DIRECTIONS) or protocol not in PROTOCOL_LABELS:
+            continue
+        labels = (
+            PROTOCOL_LABELS[protocol],
+            decode_comm(comm) if comm_label else "",
+            str(uid) if uid_label else "",
+        )
+        if workloads is not None:
+            labels += workloads.labels(cgroup_id)
+        families[direction].add(labels, value)
+    return families
+
+
+class SocketTrafficCollector(BpfCollector):
+    name: ClassVar[str] = "socket_traffic"
+    source_file: ClassVar[str] = "socket_traffic.c"
+    programs: ClassVar[tuple[ProgramSpec, ...]] = (
+        ProgramSpec("sock:sock_send_length", ("family", "protocol", "ret")),
+        ProgramSpec("sock:sock_recv_length", ("family", "protocol", "ret", "flags")),
+    )
+    map_names: ClassVar[tuple[str, ...]] = ("socket_bytes",)
+
+    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+        super().__init__(tracefs)
+        self.settings = config.collectors.socket_traffic
+        self.labels = config.labels
+        self.kubernetes = config.kubernetes
+        self.workloads: WorkloadLabeler | None = None
+        self._counters: EpochCounters | None = None
+
+    def defines(self) -> dict[str, int | str]:
+        defines: dict[str, int | str] = {"SOCKET_BYTES_MAP_SIZE": self.settings.map_size}
+        if self.kubernetes.enabled:
+            defines["NS_CGROUP_LABELS"] = 1
+        return defines
+
+    def start(self) -> None:
+        if self.kubernetes.enabled:
+            self.workloads = workload_labeler(self.kubernetes)
+        super().start()
+        assert self.bpf is not None
+        self._counters = EpochCounters(
+            self.bpf.table("socket_bytes"), self.bpf.table("counter_epoch")
+        )
+
+    def collect(self) -> Iterable[MetricFamily]:
+        if self._counters is None:
+            return []
+        counts = [
+            (k.direction, k.protocol, bytes(k.comm), k.uid, k.cgroup_id, value)
+            for k, value in self._counters.read()
+        ]
+        self.note_entries("socket_bytes", self._counters.entries)
+        return byte_families(counts, self.labels.comm, self.labels.uid, self.workloads)

@@ -1,0 +1,86 @@
+"""netsnoop_udp_sends_total: UDP datagrams sent, by remote port, process and uid, counted in
+BPF (bpf/udp_sends.c), which also emits the watch events of `protocol: udp` rules.
+
+A separate program from socket_traffic although both use sock_send_length: this one needs six
+syscall tracepoints and per-thread state that byte counting does not, and either can be
+turned off alone; the price is a second (cheap) program on each send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from exporter.collectors.base import BpfCollector
+from exporter.collectors.tcp_connections import decode_comm
+from exporter.config import Config
+from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.counters import EpochCounters
+from exporter.kernel.tracefs import Tracefs
+from exporter.snapshot import MetricFamily
+from exporter.watch import watch_defines
+
+RESULTS = ("sent",)  # watch event results, index = UDP_RESULT_* in the BPF source
+
+
+def sends_family(
+    counts: Iterable[tuple[int, bytes, int, int]], comm_label: bool, uid_label: bool
+) -> MetricFamily:
+    """(port, comm, uid, datagrams) increments into the counter."""
+    family = MetricFamily(
+        "netsnoop_udp_sends",
+        "counter",
+        "UDP datagrams sent, by remote port, process name and uid.",
+        ("port", "comm", "uid"),
+        increments=True,  # read from a drained map (EpochCounters)
+    )
+    for port, comm, uid, value in counts:
+        labels = (str(port), decode_comm(comm) if comm_label else "", str(uid) if uid_label else "")
+        family.add(labels, value)
+    return family
+
+
+class UdpSendsCollector(BpfCollector):
+    name: ClassVar[str] = "udp_sends"
+    source_file: ClassVar[str] = "udp_sends.c"
+    shared_sources: ClassVar[tuple[str, ...]] = ("watch.h",)
+    programs: ClassVar[tuple[ProgramSpec, ...]] = (
+        ProgramSpec("syscalls:sys_enter_connect", ("fd", "uservaddr")),
+        ProgramSpec("syscalls:sys_enter_close", ("fd",)),
+        ProgramSpec("syscalls:sys_enter_sendto", ("fd", "addr")),
+        ProgramSpec("syscalls:sys_enter_sendmsg", ("fd", "msg")),
+        ProgramSpec("syscalls:sys_enter_sendmmsg", ("fd", "mmsg")),
+        ProgramSpec("syscalls:sys_exit_sendto"),
+        ProgramSpec("syscalls:sys_exit_sendmsg"),
+        ProgramSpec("syscalls:sys_exit_sendmmsg"),
+        ProgramSpec("sock:sock_send_length", ("family", "protocol", "ret")),
+    )
+    map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "connected", "sending")
+
+    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+        super().__init__(tracefs)
+        self.settings = config.collectors.udp_sends
+        self.labels = config.labels
+        self.watch_rules = config.watch
+        self.event_log = config.event_log
+        self._counters: EpochCounters | None = None
+
+    def defines(self) -> dict[str, int | str]:
+        return {
+            "UDP_SENDS_MAP_SIZE": self.settings.map_size,
+            "CONNECTED_MAP_SIZE": self.settings.connected_map_size,
+            "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
+            **watch_defines(self.watch_rules, self.event_log.pending_map_size),
+        }
+
+    def start(self) -> None:
+        super().start()
+        assert self.bpf is not None
+        self._counters = EpochCounters(self.bpf.table("udp_sends"), self.bpf.table("counter_epoch"))
+
+    def collect(self) -> Iterable[MetricFamily]:
+        if self._counters is None:
+            return []
+        counts = [(k.port, bytes(k.comm), k.uid, value) for k, value in self._counters.read()]
+        self.note_entries("udp_sends", self._counters.entries)
+        return [sends_family(counts, self.labels.comm, self.labels.uid)]

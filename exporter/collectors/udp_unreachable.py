@@ -1,0 +1,60 @@
+"""netsnoop_udp_unreachable_total: ICMP port-unreachable replies to UDP datagrams per closed
+local port, counted in BPF (bpf/udp_unreachable.c) at icmp:icmp_send: the UDP twin of an
+inbound TCP ``refused``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from exporter.collectors.base import BpfCollector
+from exporter.config import Config
+from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.counters import EpochCounters
+from exporter.kernel.tracefs import Tracefs
+from exporter.snapshot import MetricFamily
+
+
+def unreachable_family(counts: Iterable[tuple[int, int]]) -> MetricFamily:
+    """(port, increment) into the counter."""
+    family = MetricFamily(
+        "netsnoop_udp_unreachable",
+        "counter",
+        "ICMP port-unreachable replies sent for UDP datagrams to a closed local port (IPv4).",
+        ("port",),
+        increments=True,  # read from a drained map (EpochCounters)
+    )
+    for port, value in counts:
+        family.add((str(port),), value)
+    return family
+
+
+class UdpUnreachableCollector(BpfCollector):
+    name: ClassVar[str] = "udp_unreachable"
+    source_file: ClassVar[str] = "udp_unreachable.c"
+    programs: ClassVar[tuple[ProgramSpec, ...]] = (
+        ProgramSpec("icmp:icmp_send", ("type", "code", "dport")),
+    )
+    map_names: ClassVar[tuple[str, ...]] = ("unreachable",)
+
+    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+        super().__init__(tracefs)
+        self.settings = config.collectors.udp_unreachable
+        self._counters: EpochCounters | None = None
+
+    def defines(self) -> dict[str, int | str]:
+        return {"UNREACHABLE_MAP_SIZE": self.settings.map_size}
+
+    def start(self) -> None:
+        super().start()
+        assert self.bpf is not None
+        self._counters = EpochCounters(
+            self.bpf.table("unreachable"), self.bpf.table("counter_epoch")
+        )
+
+    def collect(self) -> Iterable[MetricFamily]:
+        if self._counters is None:
+            return []
+        counts = [(k.port, v) for k, v in self._counters.read()]
+        self.note_entries("unreachable", self._counters.entries)
+        return [unreachable_family(counts)]

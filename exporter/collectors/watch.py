@@ -1,0 +1,248 @@
+"""The watch event log: matched events from the programs that paste bpf/watch.h, written as
+JSON lines and handed to hooks, plus netsnoop_watch_events_total and
+netsnoop_events_lost_total.
+
+This collector's own BPF program (bpf/process_lineage.c) remembers each process's parent and
+name at fork and exec, so an event from a client that exited milliseconds after its connect
+still names its parent. The effective uid has no BPF helper; it comes from /proc/<pid>/status
+while the process exists (null after), like the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import IO, Any, ClassVar
+
+from exporter.collectors import tcp_connections, udp_sends
+from exporter.collectors.base import BpfCollector
+from exporter.collectors.tcp_connections import decode_comm
+from exporter.config import Config
+from exporter.kernel import procfs
+from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.tracefs import Tracefs
+from exporter.snapshot import MetricFamily
+from exporter.watch import (
+    HOOK_OUTCOMES,
+    PROTOCOLS,
+    EventLog,
+    HookRunner,
+    ProcessInfo,
+    WatchEvent,
+    trie_entries,
+)
+
+log = logging.getLogger(__name__)
+
+NO_UID = 0xFFFFFFFF
+POLL_TIMEOUT_MS = 200
+SWEEP_EVERY_S = 1.0
+RESULT_NAMES = {PROTOCOLS["tcp"]: tcp_connections.RESULTS, PROTOCOLS["udp"]: udp_sends.RESULTS}
+
+
+def decode_event(raw: Any) -> WatchEvent:
+    """A struct watch_event_t (bpf/watch.h) from the perf buffer."""
+    results = RESULT_NAMES.get(raw.protocol, ())
+    has_process = bool(raw.has_process)
+    comm = decode_comm(bytes(raw.comm))
+    return WatchEvent(
+        ktime_ns=raw.ktime_ns,
+        rule=raw.rule,
+        protocol=raw.protocol,
+        direction=raw.direction,
+        result=results[raw.result] if raw.result < len(results) else str(raw.result),
+        local_addr=bytes(raw.local_addr),
+        local_port=raw.local_port,
+        remote_addr=bytes(raw.remote_addr),
+        remote_port=raw.remote_port,
+        pid=raw.pid if has_process else None,
+        uid=None if raw.uid == NO_UID else raw.uid,
+        comm=comm or None,
+        cgroup_id=raw.cgroup_id if has_process else None,
+    )
+
+
+def monotonic_to_wall(ktime_ns: int) -> float:
+    """bpf_ktime_get_ns() is CLOCK_MONOTONIC, the clock of time.monotonic()."""
+    return ktime_ns / 1e9 + (time.time() - time.monotonic())
+
+
+class WatchCollector(BpfCollector):
+    name: ClassVar[str] = "watch"
+    source_file: ClassVar[str] = "process_lineage.c"
+    programs: ClassVar[tuple[ProgramSpec, ...]] = (
+        ProgramSpec("sched:sched_process_fork", ("child_pid",)),
+        ProgramSpec("sched:sched_process_exec"),
+    )
+    map_names: ClassVar[tuple[str, ...]] = ("parents", "names")
+
+    def __init__(
+        self, config: Config, sources: Sequence[BpfCollector], tracefs: Tracefs | None = None
+    ) -> None:
+        """``sources``: the started-before collectors whose programs paste bpf/watch.h."""
+        super().__init__(tracefs)
+        self.rules = config.watch
+        self.settings = config.event_log
+        self.sources = list(sources)
+        self.buffer_lost = 0
+        self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._output: IO[str] = sys.stdout
+        self._hooks: HookRunner | None = None
+        self._log: EventLog | None = None
+
+    def defines(self) -> dict[str, int | str]:
+        return {"LINEAGE_MAP_SIZE": self.settings.lineage_map_size}
+
+    def start(self) -> None:
+        super().start()
+        if self.settings.path != "-":
+            self._output = open(self.settings.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._hooks = HookRunner(self.settings.hook_concurrency, self.settings.hook_timeout_seconds)
+        self._log = EventLog(
+            self.rules, self._output, self._hooks, self.process_info, monotonic_to_wall
+        )
+        for source in self.sources:
+            if source.bpf is None:
+                continue
+            self._load_rules(source.bpf)
+            source.bpf.open_events(
+                "watch_events", self._handle, self._note_lost, self.settings.buffer_pages
+            )
+            thread = threading.Thread(
+                target=self._poll, args=(source,), name=f"watch-{source.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _load_rules(self, bpf: BpfProgram) -> None:
+        trie = bpf.table("watch_rules")
+        for entry in trie_entries(self.rules):
+            key = trie.Key()
+            key.prefixlen = 32 + entry.network.prefixlen
+            key.protocol = entry.protocol
+            key.direction = entry.direction
+            key.port = entry.port
+            key.addr[:] = list(entry.network.network_address.packed)
+            trie[key] = trie.Leaf(entry.rule)
+        limits = bpf.table("watch_limits")
+        for index, rule in enumerate(self.rules):
+            limits[limits.Key(index)] = limits.Leaf(rule.rate_limit)
+
+    def _poll(self, source: BpfCollector) -> None:
+        assert source.bpf is not None
+        sweeps = "watch_tcp.h" in source.shared_sources
+        swept_at = time.monotonic()
+        while not self._stop.is_set():
+            source.bpf.poll_events(POLL_TIMEOUT_MS)
+            if sweeps and time.monotonic() - swept_at >= SWEEP_EVERY_S:
+                swept_at = time.monotonic()
+                self._sweep_closed(source.bpf)
+
+    def _sweep_closed(self, bpf: BpfProgram) -> None:
+        """Watched TCP attempts that closed and never got an errno (the caller gave up on a
+        connect in progress) are logged as errors, as the counter does."""
+        closing = bpf.table("watch_closing")
+        now_ns = time.monotonic_ns()
+        for key, closed in list(closing.items()):
+            if now_ns - closed.closed_ns < tcp_connections.UNREPORTED_CLOSE_AFTER_S * 1e9:
+                continue
+            try:
+                del closing[key]
+            except KeyError:
+                continue  # its errno arrived meanwhile and the kernel sent it
+            closed.event.result = tcp_connections.RESULT_ERROR
+            closed.event.ktime_ns = now_ns
+            self.swept[closed.event.rule] += 1
+            self._handle(closed.event)
+
+    def _handle(self, raw: Any) -> None:
+        assert self._log is not None
+        try:
+            self._log.handle(decode_event(raw))
+        except Exception:  # a bad event must not stop the stream (bcc would only print it)
+            log.exception("watch event dropped")
+
+    def _note_lost(self, count: int) -> None:
+        self.buffer_lost += count
+
+    def process_info(self, event: WatchEvent) -> ProcessInfo:
+        if event.pid is None:
+            return ProcessInfo()
+        assert self.bpf is not None
+        parents, names = self.bpf.table("parents"), self.bpf.table("names")
+        known_parent = parents.get(parents.Key(event.pid))
+        ppid = known_parent.value if known_parent is not None else procfs.parent_pid(event.pid)
+        parent_comm = None
+        if ppid is not None:
+            known_name = names.get(names.Key(ppid))
+            parent_comm = (
+                decode_comm(bytes(known_name.comm)) if known_name is not None else procfs.comm(ppid)
+            )
+        return ProcessInfo(
+            ppid=ppid,
+            parent_comm=parent_comm,
+            euid=procfs.effective_uid(event.pid),
+            cmdline=procfs.cmdline(event.pid),
+        )
+
+    def _per_rule_sum(self, table_name: str) -> list[int]:
+        totals = [0] * len(self.rules)
+        for source in self.sources:
+            if source.bpf is None:
+                continue
+            table = source.bpf.table(table_name)
+            for index in range(len(self.rules)):
+                totals[index] += sum(table[table.Key(index)])
+        return totals
+
+    def collect(self) -> Iterable[MetricFamily]:
+        if self._log is None or self._hooks is None:
+            return []
+        events = MetricFamily(
+            "netsnoop_watch_events",
+            "counter",
+            "Connections, attempts and datagrams that matched a watch rule, logged or not.",
+            ("rule",),
+        )
+        matched = self._per_rule_sum("watch_matched")
+        for index, rule in enumerate(self.rules):
+            events.set((rule.name,), matched[index] + self.swept[index])
+        lost = MetricFamily(
+            "netsnoop_events_lost",
+            "counter",
+            "Watch events not logged: perf buffer overflow (buffer) or over the rule's rate "
+            "limit (rate_limit).",
+            ("reason",),
+        )
+        lost.set(("buffer",), self.buffer_lost)
+        lost.set(
+            ("rate_limit",), sum(self._per_rule_sum("watch_suppressed")) + self._log.suppressed
+        )
+        hooks = MetricFamily(
+            "netsnoop_watch_hook_runs",
+            "counter",
+            "Hook runs per rule and outcome: ok, failed (non-zero exit or could not start), "
+            "timeout (killed) or skipped (all busy, queue full).",
+            ("rule", "outcome"),
+        )
+        for rule in self.rules:
+            if rule.hook:
+                for outcome in HOOK_OUTCOMES:
+                    hooks.set((rule.name, outcome), self._hooks.outcomes[(rule.name, outcome)])
+        return [events, lost, hooks]
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        if self._hooks is not None:
+            self._hooks.close()
+        if self._output is not sys.stdout:
+            self._output.close()
+        super().close()

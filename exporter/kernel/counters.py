@@ -1,0 +1,67 @@
+"""Reading BPF counter maps as increments, and draining them without losing one.
+
+A BPF program adds to a counter through a pointer it got from a lookup; deleting the key while
+programs still add to it loses those additions (or lands them in a reused element). So the
+keys carry an epoch (``current_epoch()`` in bpf/common.h, read from the ``counter_epoch``
+array on each event). Every ROTATE_S this reader bumps the epoch; the old epoch's keys then
+stop changing as soon as the programs that read the old epoch finish. Those run at a
+tracepoint with preemption disabled and take microseconds, so RETIRE_S after the bump the
+next read sees the old keys' final values, and only then deletes them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+ROTATE_S = 10.0  # how often new increments move to a new epoch
+RETIRE_S = 1.0  # how long after that the old epoch's keys are certainly final
+
+
+class EpochCounters:
+    """A BPF hash of u64 counters keyed by a struct with an ``epoch`` field, read as the
+    increments since the previous read. Only one thread may call read() at a time (the
+    snapshot source serialises reads)."""
+
+    def __init__(
+        self,
+        counters: Any,
+        epoch_table: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counters = counters
+        self._epoch_table = epoch_table
+        self._clock = clock
+        self._epoch = 0
+        self._rotated_at = clock()
+        self._seen: dict[bytes, int] = {}  # value at the last read, per key still in the map
+        self.entries = 0
+
+    def read(self) -> list[tuple[Any, int]]:
+        """(key, increment) for every key that grew since the previous read."""
+        now = self._clock()
+        old_keys_final = now - self._rotated_at >= RETIRE_S
+        increments: list[tuple[Any, int]] = []
+        seen: dict[bytes, int] = {}
+        final: list[Any] = []
+        items = list(self._counters.items_lookup_batch())
+        for key, value in items:
+            identity = bytes(key)
+            count = int(value)
+            grown = count - self._seen.get(identity, 0)
+            if grown > 0:
+                increments.append((key, grown))
+            if key.epoch != self._epoch and old_keys_final:
+                final.append(key)
+            else:
+                seen[identity] = count
+        for key in final:
+            del self._counters[key]
+        self._seen = seen
+        self.entries = len(items) - len(final)
+        if now - self._rotated_at >= ROTATE_S:
+            self._epoch = (self._epoch + 1) & 0xFFFFFFFF
+            self._epoch_table[self._epoch_table.Key(0)] = self._epoch_table.Leaf(self._epoch)
+            self._rotated_at = now
+        return increments

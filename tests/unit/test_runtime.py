@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from exporter.collectors.base import Collector
+from exporter.config import Config
+from exporter.kernel.bpf import BpfLoadError
+from exporter.runtime import Exporter
+from exporter.snapshot import MetricFamily
+
+
+class FakeCollector(Collector):
+    """Stands in for a BPF collector: programs attach or fail as told."""
+
+    name = "fake"
+
+    def __init__(self, attached: dict[str, bool], fails: bool = False) -> None:
+        self.attached = attached
+        self.fails = fails
+
+    def start(self) -> None:
+        if self.fails:
+            raise BpfLoadError("fake.c: does not compile")
+
+    def collect(self) -> Iterable[MetricFamily]:
+        return []
+
+    def program_status(self) -> Mapping[str, bool]:
+        return self.attached
+
+
+def test_ready_when_some_program_is_attached():
+    exporter = Exporter(Config(), [FakeCollector({"a": False, "b": True})])
+    exporter.start()
+    assert exporter.ready.is_set()
+
+
+def test_not_ready_when_nothing_could_attach():
+    exporter = Exporter(Config(), [FakeCollector({"a": False}, fails=True)])
+    exporter.start()
+    assert not exporter.ready.is_set()
+    attached = next(f for f in exporter.read() if f.name == "netsnoop_program_attached")
+    assert attached.samples == {("a",): 0.0}
+
+
+def test_ready_without_bpf_collectors():
+    exporter = Exporter(Config(), [FakeCollector({})])
+    exporter.start()
+    assert exporter.ready.is_set()
