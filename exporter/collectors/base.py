@@ -5,10 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from exporter.kernel.bpf import BpfProgram, ProgramSpec
 from exporter.kernel.bpf_stats import ProgramRunStats
+from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 
@@ -59,10 +60,13 @@ class BpfCollector(Collector):
     programs: ClassVar[tuple[ProgramSpec, ...]]
     map_names: ClassVar[tuple[str, ...]]
     shared_sources: ClassVar[tuple[str, ...]] = ()  # bpf/ files pasted after common.h
+    # The counters map read as increments and drained without loss (kernel/counters.py).
+    counters_map: ClassVar[str] = ""
 
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
         self.bpf: BpfProgram | None = None
+        self.counters: EpochCounters | None = None
         self._entries: dict[str, int] = {}
 
     @property
@@ -80,6 +84,17 @@ class BpfCollector(Collector):
         self.bpf = BpfProgram(
             self.source_file, self.programs, defines, self.tracefs, self.shared_sources
         )
+        if self.counters_map:
+            self.counters = EpochCounters(
+                self.bpf.table(self.counters_map), self.bpf.table("counter_epoch")
+            )
+
+    def read_counters(self) -> list[tuple[Any, int]]:
+        """(key, increment) of the ``counters_map`` since the previous read."""
+        assert self.counters is not None
+        increments = self.counters.read()
+        self.note_entries(self.counters_map, self.counters.entries)
+        return increments
 
     def program_status(self) -> Mapping[str, bool]:
         if self.bpf is None:

@@ -14,7 +14,6 @@ from typing import ClassVar
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config
 from exporter.kernel.bpf import ProgramSpec
-from exporter.kernel.counters import EpochCounters
 from exporter.kernel.kallsyms import KernelSymbols
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
 from exporter.snapshot import MetricFamily
@@ -85,6 +84,7 @@ class PacketDropsCollector(BpfCollector):
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
         ProgramSpec(TRACEPOINT, ("location", "protocol")),
     )
+    counters_map: ClassVar[str] = "drops"
     map_names: ClassVar[tuple[str, ...]] = ("drops",)
 
     def __init__(
@@ -97,7 +97,6 @@ class PacketDropsCollector(BpfCollector):
         self.settings = config.collectors.packet_drops
         self.symbols = symbols if symbols is not None else KernelSymbols()
         self.reasons = DropReasons(False)
-        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         self.reasons = DropReasons.from_format(self.tracefs.format(TRACEPOINT))
@@ -108,15 +107,9 @@ class PacketDropsCollector(BpfCollector):
             defines[f"REASON_{name}"] = number
         return defines
 
-    def start(self) -> None:
-        super().start()
-        assert self.bpf is not None
-        self._counters = EpochCounters(self.bpf.table("drops"), self.bpf.table("counter_epoch"))
-
     def collect(self) -> Iterable[MetricFamily]:
-        if self._counters is None:
+        if self.counters is None:
             return []
-        counts = [(k.location, k.reason, k.protocol, v) for k, v in self._counters.read()]
-        self.note_entries("drops", self._counters.entries)
+        counts = [(k.location, k.reason, k.protocol, v) for k, v in self.read_counters()]
         symbols = self.symbols.resolve(location for location, *_ in counts)
         return [drops_family(counts, self.reasons, symbols)]

@@ -10,7 +10,6 @@ from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
 from exporter.kernel.bpf import ProgramSpec
-from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
@@ -64,6 +63,7 @@ class SocketTrafficCollector(BpfCollector):
         ProgramSpec("sock:sock_send_length", ("family", "protocol", "ret")),
         ProgramSpec("sock:sock_recv_length", ("family", "protocol", "ret", "flags")),
     )
+    counters_map: ClassVar[str] = "socket_bytes"
     map_names: ClassVar[tuple[str, ...]] = ("socket_bytes",)
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
@@ -72,7 +72,6 @@ class SocketTrafficCollector(BpfCollector):
         self.labels = config.labels
         self.kubernetes = config.kubernetes
         self.workloads: WorkloadLabeler | None = None
-        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         defines: dict[str, int | str] = {"SOCKET_BYTES_MAP_SIZE": self.settings.map_size}
@@ -84,17 +83,12 @@ class SocketTrafficCollector(BpfCollector):
         if self.kubernetes.enabled:
             self.workloads = workload_labeler(self.kubernetes)
         super().start()
-        assert self.bpf is not None
-        self._counters = EpochCounters(
-            self.bpf.table("socket_bytes"), self.bpf.table("counter_epoch")
-        )
 
     def collect(self) -> Iterable[MetricFamily]:
-        if self._counters is None:
+        if self.counters is None:
             return []
         counts = [
             (k.direction, k.protocol, bytes(k.comm), k.uid, k.cgroup_id, value)
-            for k, value in self._counters.read()
+            for k, value in self.read_counters()
         ]
-        self.note_entries("socket_bytes", self._counters.entries)
         return byte_families(counts, self.labels.comm, self.labels.uid, self.workloads)

@@ -14,7 +14,6 @@ from exporter.collectors.base import BpfCollector
 from exporter.config import Config, LabelsConfig
 from exporter.kernel import cgroups, sockets
 from exporter.kernel.bpf import ProgramSpec
-from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
@@ -96,6 +95,7 @@ class TcpConnectionsCollector(BpfCollector):
         # Only 6.10+ traces RSTs sent without a socket, with both sockaddrs (28 bytes).
         ProgramSpec("tcp:tcp_send_reset", ("skaddr", "saddr"), (("saddr", 28),)),
     )
+    counters_map: ClassVar[str] = "connections"
     map_names: ClassVar[tuple[str, ...]] = (
         "connections",
         "connecting",
@@ -113,7 +113,6 @@ class TcpConnectionsCollector(BpfCollector):
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.workloads: WorkloadLabeler | None = None
         self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
-        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         defines: dict[str, int | str] = {
@@ -135,10 +134,6 @@ class TcpConnectionsCollector(BpfCollector):
         if self.kubernetes.enabled:
             self.workloads = workload_labeler(self.kubernetes)
         super().start()
-        assert self.bpf is not None
-        self._counters = EpochCounters(
-            self.bpf.table("connections"), self.bpf.table("counter_epoch")
-        )
         self._seed_listeners()
 
     def _seed_listeners(self) -> None:
@@ -182,15 +177,13 @@ class TcpConnectionsCollector(BpfCollector):
 
     def read_counts(self) -> list[tuple[ConnectionKey, int]]:
         """Increments since the previous read."""
-        assert self._counters is not None
         counts = [
             (
                 ConnectionKey(k.direction, k.result, k.port, k.uid, bytes(k.comm), k.cgroup_id),
                 int(v),
             )
-            for k, v in self._counters.read()
+            for k, v in self.read_counters()
         ]
-        self.note_entries("connections", self._counters.entries)
         counts += self._unreported.items()
         self._unreported.clear()
         return counts

@@ -15,7 +15,6 @@ from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
 from exporter.kernel.bpf import ProgramSpec
-from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
@@ -55,6 +54,7 @@ class UdpSendsCollector(BpfCollector):
         ProgramSpec("syscalls:sys_exit_sendmmsg"),
         ProgramSpec("sock:sock_send_length", ("family", "protocol", "ret")),
     )
+    counters_map: ClassVar[str] = "udp_sends"
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "connected", "sending")
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
@@ -63,7 +63,6 @@ class UdpSendsCollector(BpfCollector):
         self.labels = config.labels
         self.watch_rules = config.watch
         self.event_log = config.event_log
-        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         return {
@@ -73,14 +72,8 @@ class UdpSendsCollector(BpfCollector):
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
         }
 
-    def start(self) -> None:
-        super().start()
-        assert self.bpf is not None
-        self._counters = EpochCounters(self.bpf.table("udp_sends"), self.bpf.table("counter_epoch"))
-
     def collect(self) -> Iterable[MetricFamily]:
-        if self._counters is None:
+        if self.counters is None:
             return []
-        counts = [(k.port, bytes(k.comm), k.uid, value) for k, value in self._counters.read()]
-        self.note_entries("udp_sends", self._counters.entries)
+        counts = [(k.port, bytes(k.comm), k.uid, value) for k, value in self.read_counters()]
         return [sends_family(counts, self.labels.comm, self.labels.uid)]

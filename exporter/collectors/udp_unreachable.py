@@ -10,7 +10,6 @@ from typing import ClassVar
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config
 from exporter.kernel.bpf import ProgramSpec
-from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 
@@ -35,26 +34,18 @@ class UdpUnreachableCollector(BpfCollector):
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
         ProgramSpec("icmp:icmp_send", ("type", "code", "dport")),
     )
+    counters_map: ClassVar[str] = "unreachable"
     map_names: ClassVar[tuple[str, ...]] = ("unreachable",)
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(tracefs)
         self.settings = config.collectors.udp_unreachable
-        self._counters: EpochCounters | None = None
 
     def defines(self) -> dict[str, int | str]:
         return {"UNREACHABLE_MAP_SIZE": self.settings.map_size}
 
-    def start(self) -> None:
-        super().start()
-        assert self.bpf is not None
-        self._counters = EpochCounters(
-            self.bpf.table("unreachable"), self.bpf.table("counter_epoch")
-        )
-
     def collect(self) -> Iterable[MetricFamily]:
-        if self._counters is None:
+        if self.counters is None:
             return []
-        counts = [(k.port, v) for k, v in self._counters.read()]
-        self.note_entries("unreachable", self._counters.entries)
+        counts = [(k.port, v) for k, v in self.read_counters()]
         return [unreachable_family(counts)]
