@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, free_port, named_python, remote_host, value
+from tests.helpers import ExporterProcess, RemoteHost, free_port, named_python, remote_host, value
 
 pytestmark = pytest.mark.root
 
@@ -87,6 +87,16 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.process.kill()
         self.process.wait()
+
+
+def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
+    """An nftables rule inside the remote host's namespace for TCP to ``port``."""
+    remote.run(
+        "nft",
+        "add table inet nst; add chain inet nst input "
+        "{ type filter hook input priority 0; policy accept; }; "
+        f"add rule inet nst input tcp dport {port} {verdict}",
+    )
 
 
 def test_outbound_established_counts_each_connect_with_comm_and_uid(exporter, bin_dir):
@@ -230,12 +240,7 @@ def test_ipv6_outbound_and_inbound_are_counted(exporter, bin_dir):
 def test_syn_without_answer_is_a_timeout(exporter, bin_dir):
     port = free_port()
     with remote_host() as remote:
-        remote.run(
-            "nft",
-            "add table inet nst; add chain inet nst input "
-            "{ type filter hook input priority 0; policy accept; }; "
-            f"add rule inet nst input tcp dport {port} drop",
-        )
+        filter_inbound(remote, port, "drop")
         # TCP_SYNCNT=1: one retransmission, so the kernel gives up after about 3 s
         errors = run_client(bin_dir, "nst-timeout", remote.peer_v4, port, 2, "1")
         assert errors == [110, 110]
@@ -248,12 +253,7 @@ def test_syn_without_answer_is_a_timeout(exporter, bin_dir):
 def test_unreachable_peer_is_an_error(exporter, bin_dir):
     port = free_port()
     with remote_host() as remote:
-        remote.run(
-            "nft",
-            "add table inet nst; add chain inet nst input "
-            "{ type filter hook input priority 0; policy accept; }; "
-            f"add rule inet nst input tcp dport {port} reject with icmp host-unreachable",
-        )
+        filter_inbound(remote, port, "reject with icmp host-unreachable")
         errors = run_client(bin_dir, "nst-unreach", remote.peer_v4, port, 2)
         assert errors == [113, 113]
         labels = dict(direction="outbound", port=str(port), comm="nst-unreach", result="error")
@@ -335,12 +335,7 @@ for _ in range(count):
 def test_connect_abandoned_in_syn_sent_is_an_error(exporter, bin_dir):
     port = free_port()
     with remote_host() as remote:
-        remote.run(
-            "nft",
-            "add table inet nst; add chain inet nst input "
-            "{ type filter hook input priority 0; policy accept; }; "
-            f"add rule inet nst input tcp dport {port} drop",
-        )
+        filter_inbound(remote, port, "drop")
         python = named_python(bin_dir, "nst-abandon")
         subprocess.run([python, "-c", ABANDON, remote.peer_v4, str(port), "3"], check=True)
         labels = dict(direction="outbound", port=str(port), comm="nst-abandon", result="error")
