@@ -22,7 +22,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1
 
 COPY . /opt/netsnoop/src
-RUN /opt/netsnoop/src/scripts/install.sh --no-kernel-headers --extras kubernetes \
+RUN /opt/netsnoop/src/scripts/install.sh --no-kernel-headers --extras kubernetes,otlp \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /root/.cache
 

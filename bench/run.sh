@@ -23,6 +23,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+# Debian's bcc 0.26 tools (the peers) do not compile against headers newer than Debian 12's own
+# 6.1 kernel: keep one 6.1 header tree beside whatever the exporter uses.
+if ! ls -d /usr/src/linux-headers-6.1.*-"$(dpkg --print-architecture)" >/dev/null 2>&1; then
+  peer_headers=$(apt-cache search --names-only "^linux-headers-6\.1\.[0-9.-]*-$(dpkg --print-architecture)\$" \
+    | awk '{print $1}' | sort -V | tail -1)
+  [ -z "$peer_headers" ] || apt-get install -y --no-install-recommends "$peer_headers"
+fi
 if [ ! -x .venv/bin/python ]; then
   scripts/install.sh --editable --extras bench
 fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,14 @@ from types import FrameType
 from exporter import __version__
 from exporter.config import ConfigError, default_config_path, load_config
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
+from exporter.otlp import (
+    OtlpOutput,
+    OtlpSettingsError,
+    missing_package_problem,
+    resolve_settings,
+    resource_attributes,
+    sdk_modules,
+)
 from exporter.prometheus import Exposition
 from exporter.runtime import Exporter
 from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
@@ -88,6 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ListenAddressError, ConfigError) as error:
         return fail(str(error), EXIT_CONFIG)
     try:
+        otlp_settings = resolve_settings(config.otlp, os.environ)
+    except OtlpSettingsError as error:
+        return fail(str(error), EXIT_CONFIG)
+    if otlp_settings.enabled and (
+        problem := missing_package_problem(sdk_modules(otlp_settings.protocol))
+    ):
+        return fail(problem, EXIT_ENVIRONMENT)
+    try:
         check_environment()
     except EnvironmentProblem as error:
         return fail(str(error), EXIT_ENVIRONMENT)
@@ -127,10 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     exporter.start()
     log.info("ready in %.2fs", time.monotonic() - began)
+    otlp = None
+    if otlp_settings.enabled:
+        resource = resource_attributes(config.kubernetes.node_name, os.environ)
+        otlp = OtlpOutput(otlp_settings, exporter.snapshots, resource)
+        exporter.output_metrics.append(otlp.self_metrics)
+        otlp.start()
     while not stop.wait(3600):
         pass
     log.info("shutting down")
     server.shutdown()
     server.server_close()
+    if otlp is not None:
+        otlp.close()  # a last export, while the collectors can still be read
     exporter.close()
     return 0

@@ -229,6 +229,34 @@ class EventLogConfig(StrictModel):
         return pages
 
 
+OtlpProtocol = Literal["grpc", "http/protobuf"]
+
+
+class OtlpConfig(StrictModel):
+    """Periodic OTLP export of the same snapshot /metrics serves (docs/otlp.md). A standard
+    OTEL_* variable that is set overrides its key here: the environment carries what differs
+    per node or is secret (the node's collector, auth headers), the file what the fleet shares."""
+
+    enabled: bool = Field(False, description="Also OTEL_METRICS_EXPORTER=otlp (on) or none (off).")
+    endpoint: str = Field(
+        "", description="http(s)://host:port; empty: localhost:4317 (grpc) or 4318 (http)."
+    )
+    protocol: OtlpProtocol = "grpc"
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with each export.")
+    compression: Literal["none", "gzip"] = "none"
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="One export, retries with backoff included."
+    )
+    interval_seconds: float = Field(60.0, gt=0, le=86400, description="Between two exports.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, endpoint: str) -> str:
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return endpoint
+
+
 class Config(StrictModel):
     collectors: CollectorsConfig = CollectorsConfig()
     labels: LabelsConfig = LabelsConfig()
@@ -237,6 +265,7 @@ class Config(StrictModel):
     kubernetes: KubernetesConfig = KubernetesConfig()
     watch: list[WatchRule] = Field(default_factory=default_watch_rules)
     event_log: EventLogConfig = EventLogConfig()
+    otlp: OtlpConfig = OtlpConfig()
 
     @field_validator("watch")
     @classmethod

@@ -6,7 +6,7 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from exporter import __version__
 from exporter.cardinality import SeriesBudget
@@ -106,6 +106,8 @@ class Exporter:
         self.budget = SeriesBudget(config.cardinality, config.ports)
         self.ready = threading.Event()
         self._started: list[Collector] = []
+        # The outputs' own health (e.g. OTLP export counts), read into every snapshot.
+        self.output_metrics: list[Callable[[], list[MetricFamily]]] = []
 
     def start(self) -> None:
         """Load every collector; one that cannot load is reported, the rest still serve."""
@@ -137,7 +139,8 @@ class Exporter:
                 log.exception("collector %s failed", collector.name)
                 ok[collector.name] = False
         families = self.budget.apply(families)
-        return families + self_metrics(self.collectors, ok, time.perf_counter() - began)
+        families += self_metrics(self.collectors, ok, time.perf_counter() - began)
+        return families + [family for output in self.output_metrics for family in output()]
 
     def reload(self, config: Config) -> None:
         """SIGHUP: applies the series budget and port policy; every total is kept. Sections

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.config import parse_config
+from exporter.config import OtlpConfig, parse_config
+from exporter.otlp import resolve_settings
 from tests.chart import CHART, chart_capabilities
 from tests.helpers import REPO
 
@@ -216,6 +217,8 @@ def test_otlp_points_at_the_node_collector():
     assert env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://$(HOST_IP):4317"
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == "grpc"
+    settings = resolve_settings(OtlpConfig(), {k: v.get("value", "") for k, v in env.items()})
+    assert settings.enabled and settings.protocol == "grpc"
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in {e["name"] for e in container(render())["env"]}
 
 
