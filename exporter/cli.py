@@ -109,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EnvironmentProblem as error:
         return fail(str(error), EXIT_ENVIRONMENT)
 
-    exporter = Exporter(config)
+    try:
+        exporter = Exporter(config)
+    except ConfigError as error:  # checks that need the collectors, e.g. tracepoints:
+        return fail(f"{args.config_file}: {error}", EXIT_CONFIG)
     try:
         server = ExporterServer(
             address,

@@ -257,6 +257,10 @@ class OtlpConfig(StrictModel):
         return endpoint
 
 
+ProgramKey = Annotated[str, Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")]
+TracepointName = Annotated[str, Field(pattern=r"^[a-z0-9_]+:[a-z0-9_]+$")]
+
+
 class Config(StrictModel):
     collectors: CollectorsConfig = CollectorsConfig()
     labels: LabelsConfig = LabelsConfig()
@@ -266,6 +270,11 @@ class Config(StrictModel):
     watch: list[WatchRule] = Field(default_factory=default_watch_rules)
     event_log: EventLogConfig = EventLogConfig()
     otlp: OtlpConfig = OtlpConfig()
+    tracepoints: dict[ProgramKey, TracepointName] = Field(
+        default_factory=dict,
+        description="Attach a program elsewhere: '<collector>.<program>' -> 'category:event'. "
+        "A tracepoint this kernel lacks disables only that program.",
+    )
 
     @field_validator("watch")
     @classmethod

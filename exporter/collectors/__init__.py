@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.collectors.base import Collector
-from exporter.config import Config
+from exporter.collectors.base import BpfCollector, Collector
+from exporter.config import Config, ConfigError
 
 
 def enabled_collectors(config: Config) -> list[Collector]:
@@ -36,4 +36,20 @@ def enabled_collectors(config: Config) -> list[Collector]:
         collectors.append(ListenQueueCollector(config))
     if config.watch and watch_sources:
         collectors.append(WatchCollector(config, watch_sources))
+    apply_attach_points(collectors, config.tracepoints)
     return collectors
+
+
+def apply_attach_points(collectors: list[Collector], tracepoints: dict[str, str]) -> None:
+    """Hands each ``<collector>.<program>: category:event`` of the config to its collector;
+    a name that matches no program of an enabled collector is a config error."""
+    programs = {
+        f"{collector.name}.{spec.name}": collector
+        for collector in collectors
+        if isinstance(collector, BpfCollector)
+        for spec in collector.programs
+    }
+    for key, tracepoint in tracepoints.items():
+        if key not in programs:
+            raise ConfigError(f"tracepoints.{key}: no such program in an enabled collector")
+        programs[key].attach_points[key.split(".", 1)[1]] = tracepoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from exporter.kernel.bpf import BpfProgram, ProgramSpec
@@ -66,6 +66,7 @@ class BpfCollector(Collector):
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
         self.bpf: BpfProgram | None = None
+        self.attach_points: dict[str, str] = {}  # program -> tracepoint, from the config
         self.counters: EpochCounters | None = None
         self._entries: dict[str, int] = {}
 
@@ -81,8 +82,12 @@ class BpfCollector(Collector):
 
     def start(self) -> None:
         defines = {"NS_MAP_COUNT": len(self.map_names), **self.defines()}
+        programs = [
+            replace(spec, attach_point=self.attach_points.get(spec.name, ""))
+            for spec in self.programs
+        ]
         self.bpf = BpfProgram(
-            self.source_file, self.programs, defines, self.tracefs, self.shared_sources
+            self.source_file, programs, defines, self.tracefs, self.shared_sources
         )
         if self.counters_map:
             self.counters = EpochCounters(

@@ -7,7 +7,7 @@ import ctypes.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.kernel.bpf_stats import ProgramRunStats, program_run_stats
@@ -24,6 +24,11 @@ class ProgramSpec:
     tracepoint: str
     required_fields: tuple[str, ...] = ()
     field_sizes: tuple[tuple[str, int], ...] = ()  # fields whose size must match exactly
+    attach_point: str = ""  # another tracepoint to attach to (config `tracepoints:`)
+
+    @property
+    def attach_to(self) -> str:
+        return self.attach_point or self.tracepoint
 
     @property
     def name(self) -> str:
@@ -41,14 +46,14 @@ class BpfLoadError(Exception):
 def format_problem(spec: ProgramSpec, fmt: TracepointFormat | None) -> str | None:
     """Why this kernel's tracepoint cannot feed the program, or None when it can."""
     if fmt is None:
-        return f"tracepoint {spec.tracepoint} not in this kernel"
+        return f"tracepoint {spec.attach_to} not in this kernel"
     missing = [name for name in spec.required_fields if name not in fmt.field_names]
     if missing:
-        return f"{spec.tracepoint} lacks fields {', '.join(missing)}"
+        return f"{spec.attach_to} lacks fields {', '.join(missing)}"
     for name, size in spec.field_sizes:
         field = fmt.field(name)
         if field is None or field.size != size:
-            return f"{spec.tracepoint} field {name} is not {size} bytes"
+            return f"{spec.attach_to} field {name} is not {size} bytes"
     return None
 
 
@@ -99,12 +104,14 @@ class BpfProgram:
         available: dict[str, TracepointFormat] = {}
         specs = list(programs)
         for spec in specs:
-            fmt = tracefs.format(spec.tracepoint)
+            fmt = tracefs.format(spec.attach_to)
             problem = format_problem(spec, fmt)
             if problem:
                 self.problems[spec.name] = problem
-            else:
-                available[spec.tracepoint] = fmt
+            elif fmt is not None:
+                # named after the program's own tracepoint, whose struct the C handler expects
+                category, event = spec.tracepoint.split(":", 1)
+                available[spec.tracepoint] = replace(fmt, category=category, event=event)
         self.formats = available
         source = (
             build_prelude(available.values(), defines)
@@ -129,7 +136,7 @@ class BpfProgram:
                 log.warning("program %s disabled: %s", spec.name, self.problems[spec.name])
                 continue
             try:
-                self._bpf.attach_tracepoint(tp=spec.tracepoint, fn_name=spec.function)
+                self._bpf.attach_tracepoint(tp=spec.attach_to, fn_name=spec.function)
             except Exception as error:
                 self.problems[spec.name] = str(error)
                 log.warning("program %s not attached: %s", spec.name, error)

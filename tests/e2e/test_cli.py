@@ -56,3 +56,15 @@ def test_bad_listen_address():
     result = run_cli("--web.listen-address=localhost")
     assert result.returncode == 2
     assert "expected [host]:port" in result.stderr
+
+
+@pytest.mark.root  # the check follows the privilege check
+def test_tracepoint_override_for_an_unknown_program_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tracepoints:\n  tcp_connections.no_such_program: tcp:tcp_send_reset\n")
+    result = run_cli(f"--config.file={bad}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"netsnoop-exporter: {bad}: tracepoints.tcp_connections.no_such_program: "
+        "no such program in an enabled collector"
+    )

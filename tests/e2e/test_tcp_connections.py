@@ -358,3 +358,23 @@ def test_listener_opened_before_start_is_known_from_sock_diag(tmp_path, bin_dir)
         finally:
             process.stop()
     assert value(after, METRIC, comm="nst-early", uid="4545", **labels) == 2
+
+
+def test_unknown_tracepoint_in_the_config_disables_only_that_program(tmp_path, bin_dir):
+    config = "tracepoints:\n  tcp_connections.tcp_send_reset: tcp:no_such_event\n"
+    process = ExporterProcess(config, tmp_path)
+    try:
+        process.wait_ready()
+        port = free_port()
+        labels = dict(direction="outbound", port=str(port), comm="nst-partial")
+        with socket.create_server(("127.0.0.1", port)):
+            assert run_client(bin_dir, "nst-partial", "127.0.0.1", port, 2) == [0, 0]
+            after = process.wait_for(METRIC, labels, 2)
+        log = process.log()
+    finally:
+        process.stop()
+    assert value(after, "netsnoop_program_attached", program="tcp_send_reset") == 0
+    for program in ("inet_sock_set_state", "tcp_receive_reset", "inet_sk_error_report"):
+        assert value(after, "netsnoop_program_attached", program=program) == 1
+    assert value(after, METRIC, result="established", **labels) == 2
+    assert "tracepoint tcp:no_such_event not in this kernel" in log

@@ -37,6 +37,10 @@ def test_values_are_read():
         ("- a\n- b\n", "x.yaml: (top level): expected a mapping, got list"),
         ("a: [\n", "x.yaml: line 2:"),
         ("labels: {comm: 1, uid: 2}\n", "(and 1 more)"),
+        (
+            "tracepoints:\n  tcp_connections.tcp_send_reset: 'tcp send reset'\n",
+            "tracepoints.tcp_connections.tcp_send_reset: String should match pattern",
+        ),
     ],
 )
 def test_errors_name_file_key_and_reason(text, message):
