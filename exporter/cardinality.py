@@ -32,7 +32,11 @@ OTHER = "other"
 
 class PortPolicy:
     def __init__(self, settings: PortsConfig, ephemeral: tuple[int, int]) -> None:
-        self.kept = [parse_port_range(str(entry)) for entry in settings.keep]
+        kept = [parse_port_range(str(entry)) for entry in settings.keep]
+        # one flag per port: checked for every sample of every read, so O(1), not per range
+        self._kept_flags = bytearray(65536)
+        for low, high in kept:
+            self._kept_flags[low : high + 1] = b"\x01" * (high - low + 1)
         self.ephemeral = (
             parse_port_range(settings.ephemeral_range) if settings.ephemeral_range else ephemeral
         )
@@ -40,7 +44,7 @@ class PortPolicy:
         self.fold_refused_inbound = settings.fold_refused_inbound
 
     def is_kept(self, port: str) -> bool:
-        return port.isdigit() and any(low <= int(port) <= high for low, high in self.kept)
+        return port.isdigit() and int(port) < 65536 and self._kept_flags[int(port)] == 1
 
     def port_label(self, port: str, labels: dict[str, str]) -> str:
         """The value the port label gets: its own, or OTHER."""

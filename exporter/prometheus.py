@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, generate_latest
 
@@ -29,6 +29,8 @@ class SnapshotCollector:
 
 
 def _escape_label_value(value: str) -> str:
+    if "\\" not in value and "\n" not in value and '"' not in value:
+        return value  # nearly always: skip the three copies
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
@@ -51,17 +53,21 @@ def encode_text(families: Iterable[MetricFamily]) -> bytes:
         documentation = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {name} {documentation}")
         lines.append(f"# TYPE {name} {family.kind}")
+        prefixes = [f'{label}="' for label in family.label_names]
         for label_values, value in family.samples.items():
             if label_values:
-                pairs = ",".join(
-                    f'{label}="{_escape_label_value(text)}"'
-                    for label, text in zip(family.label_names, label_values, strict=True)
+                pairs = '",'.join(
+                    prefix + _escape_label_value(text)
+                    for prefix, text in zip(prefixes, label_values, strict=True)
                 )
-                lines.append(f"{name}{{{pairs}}} {_format_value(value)}")
+                lines.append(f'{name}{{{pairs}"}} {_format_value(value)}')
             else:
                 lines.append(f"{name} {_format_value(value)}")
     lines.append("")
     return "\n".join(lines).encode()
+
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what encode_text writes
 
 
 class Exposition:
@@ -79,7 +85,7 @@ class Exposition:
     def render(self, accept: str) -> tuple[bytes, str]:
         """The body and its content type, in the format the Accept header prefers."""
         encoder, content_type = choose_encoder(accept)
-        if content_type != CONTENT_TYPE_LATEST:
+        if content_type.startswith("application/openmetrics-text"):
             return encoder(self.openmetrics_registry), content_type
         body = encode_text(self.source.current().families)
-        return body + generate_latest(self.process_registry), CONTENT_TYPE_LATEST
+        return body + generate_latest(self.process_registry), TEXT_CONTENT_TYPE

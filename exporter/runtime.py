@@ -98,6 +98,9 @@ def self_metrics(
     return families
 
 
+RELOADABLE_SECTIONS = ("cardinality", "ports")
+
+
 class Exporter:
     def __init__(self, config: Config, collectors: Sequence[Collector] | None = None) -> None:
         self.config = config
@@ -145,12 +148,14 @@ class Exporter:
     def reload(self, config: Config) -> None:
         """SIGHUP: applies the series budget and port policy; every total is kept. Sections
         that shape the BPF programs or the collectors' labels need a restart."""
-        for section in ("collectors", "labels", "kubernetes"):
+        for section in type(config).model_fields:
+            if section in RELOADABLE_SECTIONS:
+                continue
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("config reload: %s changed; it takes effect on restart", section)
         self.budget.configure(config.cardinality, config.ports)
         self.config = self.config.model_copy(
-            update={"cardinality": config.cardinality, "ports": config.ports}
+            update={section: getattr(config, section) for section in RELOADABLE_SECTIONS}
         )
 
     def close(self) -> None:

@@ -104,3 +104,17 @@ def test_text_encoder_round_trips_hostile_values_and_matches_prometheus_client()
         (("comm", hostile),),
         3.0,
     ) in samples(ours)
+
+
+def test_plain_scrapes_take_the_direct_text_path_and_openmetrics_is_still_served():
+    family = MetricFamily("netsnoop_demo", "counter", "demo", ("port",))
+    family.add(("23",), 2)
+    exposition = Exposition(SnapshotSource(lambda: [family]))
+    for accept in ("", "text/plain;version=0.0.4", "*/*"):
+        body, content_type = exposition.render(accept)
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+        assert body.startswith(encode_text([family]))
+        assert b"process_resident_memory_bytes" in body
+    body, content_type = exposition.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n") and b"netsnoop_demo_total" in body
