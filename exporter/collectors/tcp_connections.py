@@ -4,7 +4,6 @@ uid and result, counted in BPF (bpf/tcp_connections.c) and read on each snapshot
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import ClassVar
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config, LabelsConfig
 from exporter.kernel import cgroups, sockets
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.bpf import ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
@@ -157,14 +156,7 @@ class TcpConnectionsCollector(BpfCollector):
     def _sweep_unreported(self) -> None:
         assert self.bpf is not None
         closing = self.bpf.table("closing")
-        now_ns = time.monotonic_ns()
-        for tuple_key, attempt in list(closing.items()):
-            if now_ns - attempt.closed_ns < UNREPORTED_CLOSE_AFTER_S * 1e9:
-                continue
-            try:
-                del closing[tuple_key]
-            except KeyError:
-                continue  # the error report arrived meanwhile and counted it in BPF
+        for attempt in claim_closed_entries(closing, UNREPORTED_CLOSE_AFTER_S):
             key = ConnectionKey(
                 DIRECTION_OUTBOUND,
                 RESULT_ERROR,

@@ -23,7 +23,7 @@ from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
 from exporter.kernel import procfs
-from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import (
@@ -148,16 +148,9 @@ class WatchCollector(BpfCollector):
         """Watched TCP attempts that closed and never got an errno (the caller gave up on a
         connect in progress) are logged as errors, as the counter does."""
         closing = bpf.table("watch_closing")
-        now_ns = time.monotonic_ns()
-        for key, closed in list(closing.items()):
-            if now_ns - closed.closed_ns < tcp_connections.UNREPORTED_CLOSE_AFTER_S * 1e9:
-                continue
-            try:
-                del closing[key]
-            except KeyError:
-                continue  # its errno arrived meanwhile and the kernel sent it
+        for closed in claim_closed_entries(closing, tcp_connections.UNREPORTED_CLOSE_AFTER_S):
             closed.event.result = tcp_connections.RESULT_ERROR
-            closed.event.ktime_ns = now_ns
+            closed.event.ktime_ns = time.monotonic_ns()
             self.swept[closed.event.rule] += 1
             self._handle(closed.event)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,6 +56,21 @@ def format_problem(spec: ProgramSpec, fmt: TracepointFormat | None) -> str | Non
         if field is None or field.size != size:
             return f"{spec.attach_to} field {name} is not {size} bytes"
     return None
+
+
+def claim_closed_entries(table: Any, older_than_s: float) -> Iterator[Any]:
+    """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
+    is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
+    meanwhile) is skipped, so each is handled by exactly one side."""
+    now_ns = time.monotonic_ns()
+    for key, value in list(table.items()):
+        if now_ns - value.closed_ns < older_than_s * 1e9:
+            continue
+        try:
+            del table[key]
+        except KeyError:
+            continue
+        yield value
 
 
 def bpf_source(filename: str) -> str:
