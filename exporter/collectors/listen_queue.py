@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import ClassVar
 
 from exporter.collectors.base import Collector
 from exporter.config import Config
-from exporter.kernel import sockets
+from exporter.kernel import procfs, sockets
 from exporter.kernel.sockets import ListeningSocket
 from exporter.snapshot import MetricFamily
 
@@ -38,7 +39,7 @@ class ListenerOwners:
             pids = sockets.socket_inode_pids(new, self.proc_root)
             for inode in new:
                 pid = pids.get(inode)
-                comm = sockets.process_comm(pid, self.proc_root) if pid is not None else None
+                comm = procfs.comm(pid, Path(self.proc_root)) if pid is not None else None
                 self._comms[inode] = comm or ""
         return dict(self._comms)
 

@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.kernel import procfs
+
 TCP_SYN_RECV = 3
 TCP_LISTEN = 10
 INET_DIAG_SKMEMINFO = 7  # its extension bit is 1 << (7 - 1)
@@ -103,13 +105,6 @@ def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, i
     return owners
 
 
-def process_comm(pid: int, proc_root: str = "/proc") -> str | None:
-    try:
-        return Path(proc_root, str(pid), "comm").read_text().rstrip("\n")
-    except OSError:
-        return None
-
-
 def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str, int]]:
     """Local port -> (uid, comm, pid) of the process holding a listener on it."""
     listeners = listening_sockets()
@@ -117,7 +112,7 @@ def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, st
     owners: dict[int, tuple[int, str, int]] = {}
     for listener in listeners:
         pid = pids.get(listener.inode)
-        comm = process_comm(pid, proc_root) if pid is not None else None
+        comm = procfs.comm(pid, Path(proc_root)) if pid is not None else None
         if pid is not None and comm is not None:
             owners[listener.port] = (listener.uid, comm, pid)
     return owners

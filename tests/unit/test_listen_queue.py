@@ -78,3 +78,10 @@ def test_owners_are_found_once_and_forgotten_with_their_socket(tmp_path):
     (tmp_path / "100" / "comm").write_text("renamed\n")
     assert owners.comms([11, 12]) == {11: "nginx", 12: "renamed"}  # 11 cached, 12 new
     assert owners.comms([12]) == {12: "renamed"}
+
+
+def test_owner_comm_that_is_not_utf8_is_replaced_not_raised(tmp_path):
+    """A process can name itself with any bytes (prctl); reading it must not crash the read."""
+    fake_proc(tmp_path, 77, "placeholder", [21])
+    (tmp_path / "77" / "comm").write_bytes(b"bad\xff\xfe\n")
+    assert ListenerOwners(str(tmp_path)).comms([21]) == {21: "bad\ufffd\ufffd"}
