@@ -36,22 +36,22 @@ if [ -z "${NETSNOOP_SKIP_APT_UPDATE:-}" ]; then
 fi
 apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 
-# Kernel headers: the exact package if the archive has it, else the nearest older one of the
-# same architecture (never a -rt or -cloud flavour), linked where bcc looks for them.
+# Kernel headers for bcc. The exact linux-headers-$(uname -r) package when the archive has it
+# (on a distribution kernel its image is the running one, so nothing new is installed).
+# Otherwise the nearest older headers of the same architecture, unpacked with dpkg-deb into
+# $HEADERS_ROOT and linked where bcc looks: Debian's linux-headers-* packages depend on
+# their linux-image-*, and a monitoring agent must never install a kernel, an initramfs or a
+# bootloader change. Tracepoint argument structs and struct offsets come from the running
+# kernel (tracefs, BTF), so headers of a nearby version are enough.
+HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/var/lib/netsnoop-exporter/kernel-headers}
 release=$(uname -r)
 modules_dir=/lib/modules/$release
-if [ -z "$KERNEL_HEADERS" ]; then
-  echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
-elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
-  echo "kernel headers for $release: present"
-elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
-  apt_install "linux-headers-$release"
-else
+nearest_headers_package() {
+  local arch running candidates pkg version nearest=""
   arch=$(dpkg --print-architecture)
   running=$(echo "$release" | grep -oE '^[0-9]+\.[0-9]+(\.[0-9]+)?')
   candidates=$(apt-cache search --names-only "^linux-headers-[0-9].*-${arch}\$" | awk '{print $1}' \
     | grep -vE -- '-(rt|cloud)-' | sort -V)
-  nearest=""
   for pkg in $candidates; do
     version=$(echo "${pkg#linux-headers-}" | grep -oE '^[0-9]+\.[0-9]+(\.[0-9]+)?')
     if [ "$(printf '%s\n%s\n' "$version" "$running" | sort -V | head -1)" = "$version" ]; then
@@ -59,19 +59,41 @@ else
     fi
   done
   [ -n "$nearest" ] || nearest=$(echo "$candidates" | tail -1)
+  echo "$nearest"
+}
+unpack_headers() {  # $1: a linux-headers-<version>-<arch> package; unpacked, never installed
+  local pkg=$1 arch flavourless common work
+  arch=$(dpkg --print-architecture)
+  flavourless=${pkg%-"$arch"}
+  common=${flavourless}-common
+  mkdir -p "$HEADERS_ROOT"
+  if [ ! -d "$HEADERS_ROOT/usr/src/$pkg" ]; then
+    work=$(mktemp -d)
+    (cd "$work" && apt-get download "$pkg" "$common" 2>/dev/null) || {
+      echo "cannot download $pkg and $common" >&2; rm -rf "$work"; exit 1; }
+    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$HEADERS_ROOT"; done
+    rm -rf "$work"
+  fi
+  mkdir -p "$modules_dir"
+  ln -sfn "$HEADERS_ROOT/usr/src/$pkg" "$modules_dir/build"
+  ln -sfn "$HEADERS_ROOT/usr/src/$common" "$modules_dir/source"
+}
+if [ -z "$KERNEL_HEADERS" ]; then
+  echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
+elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
+  echo "kernel headers for $release: present"
+elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
+  apt_install "linux-headers-$release"
+else
+  nearest=$(nearest_headers_package)
   if [ -z "$nearest" ]; then
-    echo "no linux-headers package found for $release: install the headers of the running" \
-         "kernel and link them as $modules_dir/build" >&2
+    echo "no kernel headers for $release: install linux-headers-$release (or your" \
+         "distribution's headers for this kernel) and run $0 again" >&2
     exit 1
   fi
-  echo "linux-headers-$release is not in the archive; using $nearest"
-  apt_install "$nearest"
-  headers_dir=/usr/src/linux-headers-${nearest#linux-headers-}
-  common_dir=/usr/src/linux-headers-$(echo "${nearest#linux-headers-}" | sed "s/-${arch}\$//")-common
-  [ -d "$common_dir" ] || common_dir=$headers_dir
-  mkdir -p "$modules_dir"
-  ln -sfn "$headers_dir" "$modules_dir/build"
-  ln -sfn "$common_dir" "$modules_dir/source"
+  echo "linux-headers-$release is not in the archive: unpacking $nearest into $HEADERS_ROOT" \
+       "(not installed as a package, so no linux-image comes with it)"
+  unpack_headers "$nearest"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
