@@ -39,11 +39,12 @@ apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 # Kernel headers for bcc. The exact linux-headers-$(uname -r) package when the archive has it
 # (on a distribution kernel its image is the running one, so nothing new is installed).
 # Otherwise the nearest older headers of the same architecture, unpacked with dpkg-deb into
-# $HEADERS_ROOT and linked where bcc looks: Debian's linux-headers-* packages depend on
+# $HEADERS_ROOT (under /usr/src, which the container image mounts from the host) and linked
+# where bcc looks: Debian's linux-headers-* packages depend on
 # their linux-image-*, and a monitoring agent must never install a kernel, an initramfs or a
 # bootloader change. Tracepoint argument structs and struct offsets come from the running
 # kernel (tracefs, BTF), so headers of a nearby version are enough.
-HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/var/lib/netsnoop-exporter/kernel-headers}
+HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/usr/src/netsnoop-exporter}
 release=$(uname -r)
 modules_dir=/lib/modules/$release
 nearest_headers_package() {
@@ -67,16 +68,18 @@ unpack_headers() {  # $1: a linux-headers-<version>-<arch> package; unpacked, ne
   flavourless=${pkg%-"$arch"}
   common=${flavourless}-common
   mkdir -p "$HEADERS_ROOT"
-  if [ ! -d "$HEADERS_ROOT/usr/src/$pkg" ]; then
+  if [ ! -d "$HEADERS_ROOT/$pkg" ] || [ ! -d "$HEADERS_ROOT/$common" ]; then
     work=$(mktemp -d)
     (cd "$work" && apt-get download "$pkg" "$common" 2>/dev/null) || {
       echo "cannot download $pkg and $common" >&2; rm -rf "$work"; exit 1; }
-    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$HEADERS_ROOT"; done
+    for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+    rm -rf "${HEADERS_ROOT:?}/$pkg" "${HEADERS_ROOT:?}/$common"
+    mv "$work/root/usr/src/$pkg" "$work/root/usr/src/$common" "$HEADERS_ROOT/"
     rm -rf "$work"
   fi
   mkdir -p "$modules_dir"
-  ln -sfn "$HEADERS_ROOT/usr/src/$pkg" "$modules_dir/build"
-  ln -sfn "$HEADERS_ROOT/usr/src/$common" "$modules_dir/source"
+  ln -sfn "$HEADERS_ROOT/$pkg" "$modules_dir/build"
+  ln -sfn "$HEADERS_ROOT/$common" "$modules_dir/source"
 }
 if [ -z "$KERNEL_HEADERS" ]; then
   echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
