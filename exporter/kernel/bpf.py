@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from exporter.kernel.bpf_stats import ProgramRunStats, program_run_stats
@@ -95,11 +96,44 @@ def bcc_version() -> str:
         return "missing"
 
 
-def release_compiler_memory() -> None:
-    """LLVM keeps freed arenas; hand them back once all programs are compiled."""
+MADV_DONTNEED = 4
+COMPILER_LIBRARIES = ("libLLVM", "libclang")
+
+
+def clean_compiler_mappings(smaps: str) -> list[tuple[int, int]]:
+    """(start, length) of the LLVM and clang library mappings in a /proc/<pid>/smaps text
+    that are read-only and hold no private copy of a page (``Anonymous: 0``), so dropping
+    their pages loses nothing: the file gives the same bytes back if they are touched."""
+    ranges = []
+    current: tuple[int, int] | None = None
+    for line in smaps.splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            current = None
+            library = fields[5].rsplit("/", 1)[-1] if len(fields) >= 6 else ""
+            if library.startswith(COMPILER_LIBRARIES) and "w" not in fields[1]:
+                start, end = (int(address, 16) for address in fields[0].split("-"))
+                current = (start, end - start)
+        elif current is not None and fields[:1] == ["Anonymous:"] and fields[1] == "0":
+            ranges.append(current)
+            current = None
+    return ranges
+
+
+def release_compiler_memory(smaps_path: Path = Path("/proc/self/smaps")) -> None:
+    """Hand back what compiling cost once all programs are loaded: LLVM's freed arenas
+    (malloc_trim), and the 80+ MB of LLVM/clang library pages the compile touched, which
+    nothing reads again (programs are never recompiled: a reload keeps them). Only clean,
+    read-only file pages are dropped (MADV_DONTNEED), so no content is ever lost; were LLVM
+    needed again, its pages would fault back in from the library file."""
     libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        ctypes.CDLL(libc_name).malloc_trim(0)
+    if not libc_name:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc.malloc_trim(0)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    for start, length in clean_compiler_mappings(smaps_path.read_text()):
+        libc.madvise(start, length, MADV_DONTNEED)
 
 
 class BpfProgram:
