@@ -13,10 +13,15 @@ for offsets in the struct it points to.
 
 from __future__ import annotations
 
+import functools
+import logging
 import struct
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 BTF_MAGIC = 0xEB9F
@@ -195,3 +200,33 @@ class Btf:
                 if found is not None:
                     return found[0], bit_offset + found[1], found[2]
         return None
+
+
+@functools.cache
+def kernel_btf() -> Btf | None:
+    """The running kernel's BTF, read on first use and kept until ``kernel_btf.cache_clear()``
+    (the exporter clears it once every collector has its offsets); None without it."""
+    try:
+        return Btf.load()
+    except BtfError as error:
+        log.warning(
+            "%s. Without BTF: accepted connections are credited to listeners by port alone "
+            "(every network namespace mixed) and UDP sends on connected sockets are not "
+            "counted (netsnoop_kernel_btf_available 0)",
+            error,
+        )
+        return None
+
+
+def offset_defines(members: Mapping[str, tuple[str, str]]) -> dict[str, int]:
+    """{define: byte offset} of (struct, member path) pairs, from the running kernel's BTF;
+    empty when there is no BTF or one member is missing (logged), so the BPF source's
+    ``#ifdef`` leaves out the reads that need them."""
+    btf = kernel_btf()
+    if btf is None:
+        return {}
+    try:
+        return {name: btf.offset(*where) for name, where in members.items()}
+    except BtfError as error:
+        log.warning("kernel BTF: %s; the reads that need it are left out", error)
+        return {}
