@@ -62,6 +62,7 @@ class ListenerView:
     owners: dict[int, ListenerOwner] = field(default_factory=dict)  # by socket inode
     namespaces: int = 0  # read
     namespaces_skipped: int = 0  # over the limit
+    namespaces_denied: int = 0  # setns refused: no CAP_SYS_ADMIN
 
     def owner_at(self, netns_inode: int, port: int) -> ListenerOwner | None:
         """The owner of a socket listening on ``port`` in that namespace (the lowest socket
@@ -85,6 +86,8 @@ def read_view(proc_root: str, run_netns: str, max_namespaces: int) -> ListenerVi
     for inode, path in ordered[:max_namespaces]:
         try:
             read = sockets.namespace_sockets(inode, None if inode == own else path)
+        except PermissionError:
+            view.namespaces_denied += 1
         except OSError:
             continue  # the namespace went away meanwhile
         view.namespaces += 1
@@ -122,7 +125,7 @@ class ListenerDirectory:
         self.run_netns = run_netns
         self._lock = threading.Lock()
         self._view: ListenerView | None = None
-        self._warned = False
+        self._warned: set[str] = set()
 
     def expire(self) -> None:
         with self._lock:
@@ -132,15 +135,27 @@ class ListenerDirectory:
         with self._lock:
             if self._view is None:
                 self._view = read_view(self.proc_root, self.run_netns, self.max_namespaces)
-                if self._view.namespaces_skipped and not self._warned:
-                    log.warning(
-                        "listeners: %d network namespaces not read (limit %d, "
-                        "collectors.listen_queue.max_namespaces)",
-                        self._view.namespaces_skipped,
-                        self.max_namespaces,
-                    )
-                    self._warned = True
+                self._warn_once(self._view)
             return self._view
+
+    def _warn_once(self, view: ListenerView) -> None:
+        if view.namespaces_skipped and "skipped" not in self._warned:
+            self._warned.add("skipped")
+            log.warning(
+                "listeners: %d network namespaces not read (limit %d, "
+                "collectors.listen_queue.max_namespaces)",
+                view.namespaces_skipped,
+                self.max_namespaces,
+            )
+        if view.namespaces_denied and "denied" not in self._warned:
+            self._warned.add("denied")
+            log.warning(
+                "listeners: %d other network namespaces cannot be entered (setns needs "
+                "CAP_SYS_ADMIN): their listen queues are not read, and their listeners are "
+                "credited to the process that called listen() (none for those opened before "
+                "the exporter started)",
+                view.namespaces_denied,
+            )
 
 
 _directories: dict[int, ListenerDirectory] = {}

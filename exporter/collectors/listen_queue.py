@@ -143,11 +143,13 @@ class ListenQueueCollector(Collector):
         namespaces = MetricFamily(
             "netsnoop_listen_namespaces",
             "gauge",
-            "Network namespaces whose listeners were read (state=read), or left out over "
-            "collectors.listen_queue.max_namespaces (state=skipped).",
+            "Network namespaces whose listeners were read (state=read), left out over "
+            "collectors.listen_queue.max_namespaces (skipped), or that could not be entered "
+            "without CAP_SYS_ADMIN (denied).",
             ("state",),
             bounded_labels=("state",),
         )
         namespaces.set(("read",), view.namespaces)
         namespaces.set(("skipped",), view.namespaces_skipped)
+        namespaces.set(("denied",), view.namespaces_denied)
         return [*families, namespaces]
