@@ -82,7 +82,8 @@ class Btf:
         self._index()
 
     @classmethod
-    def load(cls, path: Path = VMLINUX) -> Btf:
+    def load(cls, path: Path | None = None) -> Btf:
+        path = path or VMLINUX
         try:
             return cls(path.read_bytes())
         except OSError as error:
