@@ -63,15 +63,18 @@ class ListenerView:
     namespaces: int = 0  # read
     namespaces_skipped: int = 0  # over the limit
     namespaces_denied: int = 0  # setns refused: no CAP_SYS_ADMIN
+    _by_place: dict[tuple[int, int], ListenerOwner] | None = field(default=None, repr=False)
 
     def owner_at(self, netns_inode: int, port: int) -> ListenerOwner | None:
         """The owner of a socket listening on ``port`` in that namespace (the lowest socket
         inode when several are, e.g. IPv4 and IPv6 of one server)."""
-        found = [s.inode for s in self.listeners if s.netns == netns_inode and s.port == port]
-        for inode in sorted(found):
-            if inode in self.owners:
-                return self.owners[inode]
-        return None
+        if self._by_place is None:
+            self._by_place = {}
+            for listener in sorted(self.listeners, key=lambda s: s.inode, reverse=True):
+                owner = self.owners.get(listener.inode)
+                if owner is not None:
+                    self._by_place[(listener.netns, listener.port)] = owner
+        return self._by_place.get((netns_inode, port))
 
 
 def read_view(proc_root: str, run_netns: str, max_namespaces: int) -> ListenerView:

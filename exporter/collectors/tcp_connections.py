@@ -208,7 +208,7 @@ class TcpConnectionsCollector(BpfCollector):
     ) -> list[tuple[ConnectionKey, int]]:
         """Accepted connections go to whoever serves the listener now (after an exec or a
         socket handover); a listener gone by now keeps the owner the kernel recorded."""
-        accepted = [k for k, _ in counts if k.result == RESULT_ACCEPTED and k.netns]
+        accepted = {k for k, _ in counts if k.result == RESULT_ACCEPTED and k.netns}
         if not accepted:
             return counts
         view = self.listeners.view()

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_tcp_connections import CONNECT, LISTEN
-from tests.helpers import ExporterProcess, RemoteHost, free_port, named_python, remote_host, value
+from tests.helpers import (
+    ExporterProcess,
+    RemoteHost,
+    Series,
+    free_port,
+    named_python,
+    remote_host,
+    value,
+)
 
 pytestmark = pytest.mark.root
 
@@ -154,17 +162,27 @@ needs_activate = pytest.mark.skipif(
 )
 
 
+def three_connections_through(
+    exporter: ExporterProcess, bin_dir: Path, port: int, accept: bool, program: str, code: str
+) -> Series:
+    """systemd-socket-activate listening on ``port`` for ``program``; the series after three
+    connections. The activator prints nothing on stdout: its socket showing in the listen
+    queues says it listens."""
+    flags = ["--accept"] if accept else []
+    command = [ACTIVATE, *flags, "-l", f"127.0.0.1:{port}", named_python(bin_dir, program)]
+    with Process([*command, "-c", code], ready=""):
+        listening = exporter.wait_for(CAPACITY, dict(port=str(port)), 1)
+        assert value(listening, CAPACITY, port=str(port)) > 0, "the activator never listened"
+        connect(bin_dir, "127.0.0.1", port, 3)
+        return exporter.wait_for(METRIC, dict(direction="inbound", port=str(port)), 3)
+
+
 @needs_activate
 def test_socket_activated_listener_is_credited_to_the_program_serving_it(exporter, bin_dir):
     """systemd-socket-activate listens, then execs the server on the first connection: the
     accepted connections, including that first one, and the listen queue name the server."""
     port = free_port()
-    server = named_python(bin_dir, "nsx-realsrv")
-    command = [ACTIVATE, "-l", f"127.0.0.1:{port}", server, "-c", SERVE_FD3]
-    with Process(command, ready=""):
-        wait_listening(exporter, port)
-        connect(bin_dir, "127.0.0.1", port, 3)
-        after = exporter.wait_for(METRIC, dict(direction="inbound", port=str(port)), 3)
+    after = three_connections_through(exporter, bin_dir, port, False, "nsx-realsrv", SERVE_FD3)
     assert accepted(after, port, comm="nsx-realsrv") == accepted(after, port) == 3
     assert value(after, CAPACITY, port=str(port), comm="nsx-realsrv") > 0
     assert value(after, CAPACITY, port=str(port), comm="systemd-socket-") == 0
@@ -175,17 +193,6 @@ def test_inetd_style_activation_is_credited_to_the_activator(exporter, bin_dir):
     """With --accept the activator accepts each connection and hands only that connection to
     a fresh child: the activator serves the listener, so both metrics name it."""
     port = free_port()
-    child = named_python(bin_dir, "nsx-perconn")
-    command = [ACTIVATE, "--accept", "-l", f"127.0.0.1:{port}", child, "-c", "pass"]
-    with Process(command, ready=""):
-        wait_listening(exporter, port)
-        connect(bin_dir, "127.0.0.1", port, 3)
-        after = exporter.wait_for(METRIC, dict(direction="inbound", port=str(port)), 3)
+    after = three_connections_through(exporter, bin_dir, port, True, "nsx-perconn", "pass")
     assert accepted(after, port, comm="systemd-socket-") == accepted(after, port) == 3
     assert value(after, CAPACITY, port=str(port), comm="systemd-socket-") > 0
-
-
-def wait_listening(exporter: ExporterProcess, port: int) -> None:
-    """The activator prints nothing on stdout: wait until its socket shows in the metrics."""
-    after = exporter.wait_for(CAPACITY, dict(port=str(port)), 1)
-    assert value(after, CAPACITY, port=str(port)) > 0, "the activator never listened"
