@@ -90,8 +90,12 @@ def read_view(proc_root: str, run_netns: str, max_namespaces: int) -> ListenerVi
         try:
             read = sockets.namespace_sockets(inode, None if inode == own else path)
         except PermissionError:
+            if inode == own:
+                raise
             view.namespaces_denied += 1
         except OSError:
+            if inode == own:
+                raise  # sock_diag itself fails: say so, at start already
             continue  # the namespace went away meanwhile
         view.namespaces += 1
         view.listeners += read.listeners

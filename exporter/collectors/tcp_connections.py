@@ -211,7 +211,13 @@ class TcpConnectionsCollector(BpfCollector):
         accepted = {k for k, _ in counts if k.result == RESULT_ACCEPTED and k.netns}
         if not accepted:
             return counts
-        view = self.listeners.view()
+        try:
+            view = self.listeners.view()
+        except OSError as error:  # the counts are drained already: keep the kernel's owners
+            log.warning(
+                "listener owners not read, accepted connections keep the kernel's: %s", error
+            )
+            return counts
         self._refresh_kernel_owners(view)
         credited = []
         for key, value in counts:

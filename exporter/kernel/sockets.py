@@ -40,12 +40,20 @@ def namespace_sockets(netns: int = 0, enter: str | None = None) -> NamespaceSock
     """TCP listeners (IPv4 and IPv6) and half-open handshakes of one network namespace: the
     thread's own, or the one at path ``enter`` (entered only to open the netlink socket)."""
     from pyroute2 import DiagSocket
+    from pyroute2.netlink.exceptions import NetlinkError
 
+    try:
+        return _read_namespace(DiagSocket, netns, enter)
+    except NetlinkError as error:  # e.g. a namespace torn down while read
+        raise OSError(error.code, f"sock_diag: {error}") from error
+
+
+def _read_namespace(diag_socket: type, netns: int, enter: str | None) -> NamespaceSockets:
     if enter is None:
-        diag = DiagSocket()
+        diag = diag_socket()
     else:
         with entered(enter):
-            diag = DiagSocket()
+            diag = diag_socket()
     listeners = []
     half_open: Counter[int] = Counter()
     with diag:
