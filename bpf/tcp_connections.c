@@ -5,9 +5,15 @@
  * (refused), or CLOSE with the errno that inet_sk_error_report gives (ETIMEDOUT = timeout).
  * The error report comes before or after the CLOSE depending on the kernel and the path, so
  * whichever of the two arrives first waits for the other, keyed by ports and peer address.
- * Inbound: the owner of a listening socket is remembered at CLOSE->LISTEN, keyed by local port,
- * and SYN_RECV->ESTABLISHED counts an accepted connection for it. An RST sent without a socket
- * (tcp_send_reset with no skaddr, reason NO_SOCKET) is a refused one.
+ * Inbound: the owner of a listening socket is remembered at CLOSE->LISTEN, keyed by the socket's
+ * network namespace and local port (every pod may listen on the same port), and forgotten when
+ * the last listener there goes back to CLOSE. SYN_RECV->ESTABLISHED counts an accepted
+ * connection with the namespace, so userspace can credit the process that holds the listener
+ * when it reads the counts (after an exec or a socket handover that is not the listen() caller
+ * remembered here). An RST sent without a socket (tcp_send_reset with no skaddr, reason
+ * NO_SOCKET) is a refused one.
+ * The namespace is read from the socket at offsets from the kernel's BTF (SKC_NET_OFF,
+ * NET_NS_INUM_OFF); without them it is 0 and listeners are keyed by port alone.
  */
 /* common.h, watch.h and watch_tcp.h are prepended by the loader: bcc rewrites map calls only
  * in the main file. The watch_tcp_* calls send the attempts a `watch:` rule matches. */
@@ -46,8 +52,19 @@ struct connection_key_t {
     u8 result;
     char comm[NS_TASK_COMM_LEN];
     u32 epoch;  /* current_epoch() when counted: lets userspace drain without loss */
-    u32 reserved;  /* explicit, so the key has no padding bytes */
+    u32 netns;  /* inbound: the listener's network namespace inode; 0 for outbound */
     u64 cgroup_id;  /* 0 unless the pod/container labels are on (NS_CGROUP_LABELS) */
+};
+
+struct listener_key_t {
+    u32 netns;
+    u16 port;
+    u16 reserved;  /* explicit, so the key has no padding bytes */
+};
+
+struct listener_t {
+    struct owner_t owner;  /* the last listen() caller, or whom userspace found holding it */
+    u32 sockets;  /* listening sockets on this port in this namespace (IPv4, IPv6, reuseport) */
 };
 
 struct attempt_t {
@@ -76,11 +93,25 @@ BPF_HASH(connections, struct connection_key_t, u64, CONNECTIONS_MAP_SIZE);
 BPF_TABLE("lru_hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE);
 BPF_TABLE("lru_hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE);
 BPF_TABLE("lru_hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", u16, struct owner_t, listeners, LISTENERS_MAP_SIZE);
+BPF_TABLE("lru_hash", struct listener_key_t, struct listener_t, listeners, LISTENERS_MAP_SIZE);
 
-static __always_inline void count_connection(u8 direction, u8 result, u16 port, const struct owner_t *owner)
+/* The inode of the socket's network namespace (what /proc/<pid>/ns/net links to). */
+static __always_inline u32 socket_netns(u64 skaddr)
+{
+    u32 inum = 0;
+#if defined(SKC_NET_OFF) && defined(NET_NS_INUM_OFF)
+    u64 net = 0;
+    if (!bpf_probe_read_kernel(&net, sizeof(net), (void *)(skaddr + SKC_NET_OFF)) && net)
+        bpf_probe_read_kernel(&inum, sizeof(inum), (void *)(net + NET_NS_INUM_OFF));
+#endif
+    return inum;
+}
+
+static __always_inline void count_connection(u8 direction, u8 result, u16 port, u32 netns,
+                                             const struct owner_t *owner)
 {
     struct connection_key_t key = {};
+    key.netns = netns;
     key.direction = direction;
     key.result = result;
     key.port = port;
@@ -140,25 +171,48 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         return 0;
     }
     if (oldstate == ST_CLOSE && newstate == ST_LISTEN) {
-        struct owner_t owner = {};
-        current_owner(&owner);
-        u16 port = args->sport;
-        if (listeners.update(&port, &owner))
+        struct listener_key_t key = {};
+        key.netns = socket_netns(skaddr);
+        key.port = args->sport;
+        struct listener_t *known = listeners.lookup(&key);
+        if (known) {  /* another socket on the port: IPv6 beside IPv4, or SO_REUSEPORT */
+            current_owner(&known->owner);
+            __sync_fetch_and_add(&known->sockets, 1);
+            return 0;
+        }
+        struct listener_t listener = {};
+        current_owner(&listener.owner);
+        listener.sockets = 1;
+        if (listeners.update(&key, &listener))
             note_update_failure(MAP_LISTENERS);
+        return 0;
+    }
+    if (oldstate == ST_LISTEN && newstate == ST_CLOSE) {
+        struct listener_key_t key = {};
+        key.netns = socket_netns(skaddr);
+        key.port = args->sport;
+        struct listener_t *known = listeners.lookup(&key);
+        if (known && known->sockets > 1)
+            known->sockets--;
+        else if (known)
+            listeners.delete(&key);
         return 0;
     }
     if (newstate == ST_ESTABLISHED && (oldstate == ST_SYN_SENT || oldstate == ST_SYN_RECV)) {
         watch_tcp_outcome(skaddr, args, RESULT_ESTABLISHED);
         struct attempt_t *attempt = connecting.lookup(&skaddr);
         if (attempt) {  /* an active open, including a simultaneous open via SYN_RECV */
-            count_connection(DIR_OUTBOUND, RESULT_ESTABLISHED, attempt->port, &attempt->owner);
+            count_connection(DIR_OUTBOUND, RESULT_ESTABLISHED, attempt->port, 0, &attempt->owner);
             connecting.delete(&skaddr);
             return 0;
         }
-        if (oldstate == ST_SYN_RECV) {
-            u16 port = args->sport;
-            struct owner_t *owner = listeners.lookup(&port);
-            count_connection(DIR_INBOUND, RESULT_ACCEPTED, port, owner);
+        if (oldstate == ST_SYN_RECV) {  /* the child socket shares its listener's namespace */
+            struct listener_key_t key = {};
+            key.netns = socket_netns(skaddr);
+            key.port = args->sport;
+            struct listener_t *listener = listeners.lookup(&key);
+            struct owner_t *owner = listener ? &listener->owner : 0;
+            count_connection(DIR_INBOUND, RESULT_ACCEPTED, key.port, key.netns, owner);
             watch_tcp_inbound(args, RESULT_ACCEPTED, owner);
         }
         return 0;
@@ -168,7 +222,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         if (!attempt)
             return 0;
         if (attempt->reset_seen) {
-            count_connection(DIR_OUTBOUND, RESULT_REFUSED, attempt->port, &attempt->owner);
+            count_connection(DIR_OUTBOUND, RESULT_REFUSED, attempt->port, 0, &attempt->owner);
             watch_tcp_outcome(skaddr, args, RESULT_REFUSED);
             connecting.delete(&skaddr);
             return 0;
@@ -180,8 +234,8 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
         struct socket_error_t *reported = socket_errors.lookup(&tuple);
         u64 now = bpf_ktime_get_ns();
         if (reported && now - reported->reported_ns < ERROR_MAX_AGE_NS) {
-            count_connection(DIR_OUTBOUND, result_from_errno(reported->error), attempt->port,
-                  &attempt->owner);
+            count_connection(DIR_OUTBOUND, result_from_errno(reported->error), attempt->port, 0,
+                             &attempt->owner);
             watch_tcp_outcome(skaddr, args, result_from_errno(reported->error));
             socket_errors.delete(&tuple);
         } else {
@@ -220,7 +274,8 @@ int on_inet_sk_error_report(struct tp_sock_inet_sk_error_report *args)
     watch_tcp_reported(args, tuple.sport, tuple.dport, tuple.peer_fold, result_from_errno(args->error));
     struct attempt_t *attempt = closing.lookup(&tuple);
     if (attempt) {
-        count_connection(DIR_OUTBOUND, result_from_errno(args->error), attempt->port, &attempt->owner);
+        count_connection(DIR_OUTBOUND, result_from_errno(args->error), attempt->port, 0,
+                         &attempt->owner);
         closing.delete(&tuple);
         return 0;
     }
@@ -244,7 +299,7 @@ int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
 #endif
     /* saddr is our side as a struct sockaddr_in(6): the port is at bytes 2-3, big-endian. */
     u16 port = ((u16)args->saddr[2] << 8) | args->saddr[3];
-    count_connection(DIR_INBOUND, RESULT_REFUSED, port, 0);
+    count_connection(DIR_INBOUND, RESULT_REFUSED, port, 0, 0);
     watch_tcp_refused(args, args->saddr, args->daddr, RESULT_REFUSED);
     return 0;
 }

@@ -1,14 +1,16 @@
 /* UDP datagram sends per remote port, process and uid, counted in the kernel.
  *
- * The destination is known only at the syscall: sendto()/sendmsg() with an address (read from
- * user memory at sys_enter), or the address an earlier connect() gave the descriptor, kept per
- * (tgid, fd) until close(). It is stashed by thread id for the duration of the syscall, and
- * sock:sock_send_length, which fires in the same thread once per datagram after the protocol
- * is known, confirms UDP and counts it. sendmmsg() sends several datagrams in one call: each
- * sock_send_length reads the next message's own address. Everything runs in the sender's
- * context, so a process that sends and exits at once is still counted under its own name.
- * write()/writev() on a connected UDP socket are not seen (they would need a tracepoint on
- * every write on the machine).
+ * sock:sock_send_length fires in the sender's thread once per datagram, whatever the syscall
+ * (send, sendto, sendmsg, sendmmsg, write, writev), process or descriptor (dup'd, inherited,
+ * passed with SCM_RIGHTS), and hands over the socket. The destination is:
+ *   - the address the syscall names, for sendto()/sendmsg()/sendmmsg() with one: read from
+ *     user memory at sys_enter and stashed by thread id until sys_exit (sendmmsg: each
+ *     datagram reads the next message's own address);
+ *   - else, on a connected socket (state ESTABLISHED), the peer the socket holds, read from
+ *     struct sock_common at offsets from the kernel's BTF (SKC_*_OFF). Without BTF, sends
+ *     on connected sockets are not counted.
+ * Everything runs in the sender's context, so a process that sends and exits at once is still
+ * counted under its own name.
  */
 /* common.h and watch.h are prepended by the loader: bcc rewrites map calls only in the main file. */
 
@@ -17,11 +19,11 @@
 #define IPPROTO_UDP_NUM 17
 #define MMSGHDR_SIZE 64  /* struct mmsghdr: a 56-byte user_msghdr, msg_len, padding */
 #define UDP_RESULT_SENT 0
+#define ST_ESTABLISHED 1  /* what a connect()ed UDP socket's skc_state is */
 
 /* Must match exporter/collectors/udp_sends.py. */
 #define MAP_UDP_SENDS 0
-#define MAP_CONNECTED 1
-#define MAP_SENDING 2
+#define MAP_SENDING 1
 
 struct udp_send_key_t {
     u32 uid;
@@ -37,20 +39,14 @@ struct destination_t {
     u8 valid;
 };
 
-struct fd_key_t {
-    u32 tgid;
-    u32 fd;
-};
-
-/* One send syscall in progress in a thread. */
+/* One send syscall with an address in progress in a thread. */
 struct sending_t {
-    struct destination_t destination;  /* the explicit or connected one */
+    struct destination_t destination;  /* the address the syscall names */
     u64 mmsg;  /* sendmmsg's message array: each datagram may name its own address */
     u32 next;  /* index of sendmmsg's next message */
 };
 
 BPF_HASH(udp_sends, struct udp_send_key_t, u64, UDP_SENDS_MAP_SIZE);
-BPF_TABLE("lru_hash", struct fd_key_t, struct destination_t, connected, CONNECTED_MAP_SIZE);
 BPF_TABLE("lru_hash", u32, struct sending_t, sending, SENDING_MAP_SIZE);
 
 /* A user-space sockaddr_in or sockaddr_in6 into a destination; invalid for other families. */
@@ -82,14 +78,30 @@ static __always_inline void read_msghdr_name(u64 msghdr, struct destination_t *o
         read_sockaddr(name, out);
 }
 
-static __always_inline void connected_destination(u32 fd, struct destination_t *out)
+/* The peer of a connected socket, from the socket itself; invalid when not connected. */
+static __always_inline void socket_destination(u64 sk, u16 family, struct destination_t *out)
 {
-    struct fd_key_t key = {};
-    key.tgid = bpf_get_current_pid_tgid() >> 32;
-    key.fd = fd;
-    struct destination_t *known = connected.lookup(&key);
-    if (known)
-        *out = *known;
+    out->valid = 0;
+#if defined(SKC_STATE_OFF) && defined(SKC_DPORT_OFF) && defined(SKC_DADDR_OFF) && \
+    defined(SKC_V6_DADDR_OFF)
+    u8 state = 0;
+    u16 dport = 0;
+    if (bpf_probe_read_kernel(&state, sizeof(state), (void *)(sk + SKC_STATE_OFF)) ||
+        state != ST_ESTABLISHED)
+        return;
+    if (bpf_probe_read_kernel(&dport, sizeof(dport), (void *)(sk + SKC_DPORT_OFF)))
+        return;
+    if (family == AF_INET_NUM) {
+        u8 v4[4] = {};
+        if (bpf_probe_read_kernel(v4, sizeof(v4), (void *)(sk + SKC_DADDR_OFF)))
+            return;
+        watch_address(out->addr, AF_INET_NUM, v4, 0);
+    } else if (bpf_probe_read_kernel(out->addr, 16, (void *)(sk + SKC_V6_DADDR_OFF))) {
+        return;
+    }
+    out->port = (dport >> 8) | ((dport & 0xff) << 8);  /* skc_dport is big-endian */
+    out->valid = 1;
+#endif
 }
 
 static __always_inline void begin_send(struct sending_t *send)
@@ -105,44 +117,13 @@ static __always_inline void end_send(void)
     sending.delete(&tid);
 }
 
-#ifdef HAVE_TP_syscalls_sys_enter_connect
-int on_sys_enter_connect(struct tp_syscalls_sys_enter_connect *args)
-{
-    /* Any socket type: TCP connects land here too and are simply never sent on as UDP. */
-    struct fd_key_t key = {};
-    key.tgid = bpf_get_current_pid_tgid() >> 32;
-    key.fd = args->fd;
-    struct destination_t destination = {};
-    read_sockaddr(args->uservaddr, &destination);
-    if (!destination.valid) {  /* AF_UNSPEC dissolves the association */
-        connected.delete(&key);
-        return 0;
-    }
-    if (connected.update(&key, &destination))
-        note_update_failure(MAP_CONNECTED);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_TP_syscalls_sys_enter_close
-int on_sys_enter_close(struct tp_syscalls_sys_enter_close *args)
-{
-    struct fd_key_t key = {};
-    key.tgid = bpf_get_current_pid_tgid() >> 32;
-    key.fd = args->fd;
-    connected.delete(&key);
-    return 0;
-}
-#endif
-
 #ifdef HAVE_TP_syscalls_sys_enter_sendto
 int on_sys_enter_sendto(struct tp_syscalls_sys_enter_sendto *args)
 {
     struct sending_t send = {};
     read_sockaddr(args->addr, &send.destination);
-    if (!send.destination.valid)
-        connected_destination(args->fd, &send.destination);
-    begin_send(&send);
+    if (send.destination.valid)  /* else the socket knows its peer, if it has one */
+        begin_send(&send);
     return 0;
 }
 #endif
@@ -152,9 +133,8 @@ int on_sys_enter_sendmsg(struct tp_syscalls_sys_enter_sendmsg *args)
 {
     struct sending_t send = {};
     read_msghdr_name(args->msg, &send.destination);
-    if (!send.destination.valid)
-        connected_destination(args->fd, &send.destination);
-    begin_send(&send);
+    if (send.destination.valid)
+        begin_send(&send);
     return 0;
 }
 #endif
@@ -162,9 +142,8 @@ int on_sys_enter_sendmsg(struct tp_syscalls_sys_enter_sendmsg *args)
 #ifdef HAVE_TP_syscalls_sys_enter_sendmmsg
 int on_sys_enter_sendmmsg(struct tp_syscalls_sys_enter_sendmmsg *args)
 {
-    struct sending_t send = {};
+    struct sending_t send = {};  /* each message may name its own address */
     send.mmsg = args->mmsg;
-    connected_destination(args->fd, &send.destination);
     begin_send(&send);
     return 0;
 }
@@ -230,16 +209,16 @@ int on_sock_send_length(struct tp_sock_sock_send_length *args)
         return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct sending_t *send = sending.lookup(&tid);
-    if (!send)
-        return 0;  /* not from a send syscall we trace (write(), io_uring, the kernel) */
-    struct destination_t destination = send->destination;
-    if (send->mmsg) {
-        struct destination_t own = {};
-        read_msghdr_name(send->mmsg + (u64)send->next * MMSGHDR_SIZE, &own);
-        send->next++;
-        if (own.valid)
-            destination = own;
+    struct destination_t destination = {};
+    if (send) {
+        destination = send->destination;
+        if (send->mmsg) {
+            read_msghdr_name(send->mmsg + (u64)send->next * MMSGHDR_SIZE, &destination);
+            send->next++;
+        }
     }
+    if (!destination.valid)  /* no address given: write(), send(), a connected sendmmsg() */
+        socket_destination((u64)args->sk, args->family, &destination);
     if (args->ret < 0 || !destination.valid)
         return 0;
     count_send(&destination);

@@ -423,10 +423,14 @@ CONNECTIONS_SECURITY = Dashboard(
     extra_variables=[WATCH_PORTS],
 )
 
+# Per pod as well when the series carry pod labels: pods listening on one port each have
+# their own queue and backlog.
+LISTENER = "instance, namespace, pod, port"
+LISTENER_LEGEND = "{{instance}} {{port}} {{namespace}}/{{pod}}"
 LISTEN_QUEUE = (
-    "max by (instance, port) (max_over_time("
+    f"max by ({LISTENER}) (max_over_time("
     f"netsnoop_listen_queue_length{{{HOST}}}[$__rate_interval]))"
-    " / max by (instance, port) (max_over_time("
+    f" / max by ({LISTENER}) (max_over_time("
     f"netsnoop_listen_queue_capacity{{{HOST}}}[$__rate_interval]) > 0)"
 )
 
@@ -476,7 +480,7 @@ DROPS = Dashboard(
             "Accept queue length over its capacity (backlog) per listening port, the highest "
             "in each interval: at 100% the kernel drops new connections.",
             "percentunit",
-            [Query(LISTEN_QUEUE, "{{instance}} {{port}}")],
+            [Query(LISTEN_QUEUE, LISTENER_LEGEND)],
         ),
         Panel(
             "Listener drops",
@@ -485,8 +489,8 @@ DROPS = Dashboard(
             "cps",
             [
                 Query(
-                    f"sum by (instance, port) ({rate('netsnoop_listen_drops_total', HOST)})",
-                    "{{instance}} {{port}}",
+                    f"sum by ({LISTENER}) ({rate('netsnoop_listen_drops_total', HOST)})",
+                    LISTENER_LEGEND,
                 )
             ],
         ),
@@ -496,9 +500,9 @@ DROPS = Dashboard(
             "short",
             [
                 Query(
-                    "max by (instance, port) (max_over_time("
+                    f"max by ({LISTENER}) (max_over_time("
                     f"netsnoop_listen_syn_queue_length{{{HOST}}}[$__rate_interval]))",
-                    "{{instance}} {{port}}",
+                    LISTENER_LEGEND,
                 )
             ],
             quiet_empty="ports appear only while handshakes are half-open (a SYN flood, a "

@@ -35,7 +35,9 @@ class TcpConnectionsConfig(StrictModel):
     pending_map_size: MapSize = Field(
         8192, description="Connect attempts in flight (LRU: the oldest is evicted when full)."
     )
-    listeners_map_size: MapSize = Field(4096, description="Listening ports with a known owner.")
+    listeners_map_size: MapSize = Field(
+        4096, description="Listening (network namespace, port) pairs with a known owner."
+    )
 
 
 class SocketTrafficConfig(StrictModel):
@@ -48,9 +50,6 @@ class SocketTrafficConfig(StrictModel):
 class UdpSendsConfig(StrictModel):
     enabled: bool = True
     map_size: MapSize = Field(8192, description="Distinct {port, comm, uid} counters kept.")
-    connected_map_size: MapSize = Field(
-        16384, description="Connected sockets whose destination is known (LRU)."
-    )
 
 
 class PacketDropsConfig(StrictModel):
@@ -67,6 +66,13 @@ class UdpUnreachableConfig(StrictModel):
 
 class ListenQueueConfig(StrictModel):
     enabled: bool = True
+    max_namespaces: int = Field(
+        1024,
+        ge=1,
+        le=65536,
+        description="Network namespaces read per scrape (listen queues, listener owners); "
+        "the exporter's own comes first, the rest by inode.",
+    )
 
 
 class CollectorsConfig(StrictModel):

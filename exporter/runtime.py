@@ -8,11 +8,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from exporter import __version__
+from exporter import __version__, listeners
 from exporter.cardinality import SeriesBudget
 from exporter.collectors import enabled_collectors
 from exporter.collectors.base import Collector
 from exporter.config import Config
+from exporter.kernel import btf
 from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
 from exporter.kernel.bpf_stats import stats_enabled
 from exporter.snapshot import MetricFamily, SnapshotSource
@@ -98,6 +99,18 @@ def self_metrics(
     return families
 
 
+def btf_family(available: bool) -> MetricFamily:
+    family = MetricFamily(
+        "netsnoop_kernel_btf_available",
+        "gauge",
+        "1 when the kernel's BTF gave the struct offsets that per-namespace listener owners "
+        "and connected-UDP destinations need; 0 turns both off (see the README).",
+        (),
+    )
+    family.set((), 1.0 if available else 0.0)
+    return family
+
+
 RELOADABLE_SECTIONS = ("cardinality", "ports")
 
 
@@ -109,6 +122,7 @@ class Exporter:
         self.budget = SeriesBudget(config.cardinality, config.ports)
         self.ready = threading.Event()
         self._started: list[Collector] = []
+        self.btf_available = False
         # The outputs' own health (e.g. OTLP export counts), read into every snapshot.
         self.output_metrics: list[Callable[[], list[MetricFamily]]] = []
 
@@ -124,6 +138,9 @@ class Exporter:
             self._started.append(collector)
             log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
         release_compiler_memory()
+        # The collectors have their struct offsets: the parsed BTF (several MB) can go.
+        self.btf_available = btf.kernel_btf() is not None
+        btf.kernel_btf.cache_clear()
         statuses = [s for c in self.collectors for s in c.program_status().values()]
         if any(statuses) or not statuses:
             self.ready.set()
@@ -132,6 +149,7 @@ class Exporter:
 
     def read(self) -> list[MetricFamily]:
         began = time.perf_counter()
+        listeners.new_snapshot()  # listener owners and queues are read once per snapshot
         families: list[MetricFamily] = []
         ok: dict[str, bool] = {}
         for collector in self._started:
@@ -143,6 +161,7 @@ class Exporter:
                 ok[collector.name] = False
         families = self.budget.apply(families)
         families += self_metrics(self.collectors, ok, time.perf_counter() - began)
+        families.append(btf_family(self.btf_available))
         return families + [family for output in self.output_metrics for family in output()]
 
     def reload(self, config: Config) -> None:

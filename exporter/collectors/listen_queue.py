@@ -1,47 +1,29 @@
-"""Listen-queue pressure per local port, read through sock_diag at each snapshot (no BPF):
-the accept queue and its backlog (Q and Qmax of ``ss -lnt``), the half-open handshakes (Q0)
-and the listener's drop counter (the ``d`` of ``ss -m``).
+"""Listen-queue pressure per local port, read through sock_diag in every network namespace of
+the node at each snapshot (no BPF): the accept queue and its backlog (Q and Qmax of
+``ss -lnt``), the half-open handshakes (Q0) and the listener's drop counter (the ``d`` of
+``ss -m``).
 
 Every listening socket on a port adds into that port's series: IPv4 and IPv6 listeners, and
-the sockets of an SO_REUSEPORT group, as one service. ``comm`` is the process that holds the
-listening socket, found once per socket through /proc/*/fd and cached by inode.
+the sockets of an SO_REUSEPORT group, as one service. ``comm`` is the process serving the
+listening socket (exporter/listeners.py, shared with the accepted-connection counts), and
+with kubernetes.enabled its namespace, pod and container tell apart the pods that listen on
+one port.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import ClassVar
 
 from exporter.collectors.base import Collector
 from exporter.config import Config
-from exporter.kernel import procfs, sockets
+from exporter.kernel import cgroups
 from exporter.kernel.sockets import ListeningSocket
+from exporter.listeners import ListenerView, shared_directory
 from exporter.snapshot import MetricFamily
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
 LABEL_NAMES = ("port", "comm")
-
-
-class ListenerOwners:
-    """Socket inode -> comm of the process holding it; a /proc scan only for new inodes, and
-    a socket whose owner was not found keeps an empty comm rather than rescanning."""
-
-    def __init__(self, proc_root: str = "/proc") -> None:
-        self.proc_root = proc_root
-        self._comms: dict[int, str] = {}
-
-    def comms(self, inodes: Iterable[int]) -> dict[int, str]:
-        current = set(inodes)
-        self._comms = {i: c for i, c in self._comms.items() if i in current}
-        new = current - self._comms.keys()
-        if new:
-            pids = sockets.socket_inode_pids(new, self.proc_root)
-            for inode in new:
-                pid = pids.get(inode)
-                comm = procfs.comm(pid, Path(self.proc_root)) if pid is not None else None
-                self._comms[inode] = comm or ""
-        return dict(self._comms)
 
 
 class DropCounts:
@@ -65,15 +47,17 @@ class DropCounts:
 
 def listen_families(
     listeners: Iterable[ListeningSocket],
-    half_open: Mapping[int, int],
-    comms: Mapping[int, str],
+    half_open: Mapping[tuple[int, int], int],
+    owners: Mapping[int, tuple[str, ...]],
     drop_increments: Mapping[int, int],
+    label_names: tuple[str, ...] = LABEL_NAMES,
 ) -> list[MetricFamily]:
-    """Per (port, comm): queue length, backlog, half-open count and new drops. Half-open
-    handshakes belong to no socket yet: they take the comm of the port's listener when exactly
-    one process name listens there, else an empty one."""
+    """Per (port, comm[, namespace, pod, container]): queue length, backlog, half-open count
+    and new drops. ``owners`` gives each socket inode its labels after the port. Half-open
+    handshakes, keyed by (network namespace, port), belong to no socket yet: they take the
+    labels of the listeners there when those agree, else empty ones."""
     length, capacity, syn_queue, drops = (
-        MetricFamily(name, kind, help_text, LABEL_NAMES, increments=kind == "counter")
+        MetricFamily(name, kind, help_text, label_names, increments=kind == "counter")
         for name, kind, help_text in (
             (
                 "netsnoop_listen_queue_length",
@@ -98,33 +82,74 @@ def listen_families(
             ),
         )
     )
-    port_comms: dict[int, set[str]] = {}
+    unknown = ("",) * (len(label_names) - 1)
+    place_owners: dict[tuple[int, int], set[tuple[str, ...]]] = {}
     for listener in listeners:
-        labels = (str(listener.port), comms.get(listener.inode, ""))
-        port_comms.setdefault(listener.port, set()).add(labels[1])
+        labels = (str(listener.port), *owners.get(listener.inode, unknown))
+        place_owners.setdefault((listener.netns, listener.port), set()).add(labels[1:])
         length.add(labels, listener.accept_queue)
         capacity.add(labels, listener.backlog)
         drops.add(labels, drop_increments.get(listener.inode, 0))
-    for port, count in half_open.items():
-        owners = port_comms.get(port, set())
-        syn_queue.add((str(port), next(iter(owners)) if len(owners) == 1 else ""), count)
+    for (netns, port), count in half_open.items():
+        known = place_owners.get((netns, port), set())
+        syn_queue.add((str(port), *(next(iter(known)) if len(known) == 1 else unknown)), count)
     return [length, capacity, syn_queue, drops]
 
 
 class ListenQueueCollector(Collector):
     name: ClassVar[str] = "listen_queue"
 
-    def __init__(self, config: Config, proc_root: str = "/proc") -> None:
+    def __init__(self, config: Config) -> None:
         self.comm_label = config.labels.comm
-        self.owners = ListenerOwners(proc_root)
+        self.kubernetes = config.kubernetes
+        self.listeners = shared_directory(config.collectors.listen_queue.max_namespaces)
+        self.workloads: WorkloadLabeler | None = None
         self.drop_counts = DropCounts()
 
     def start(self) -> None:
         """Fails here, not at the first scrape, when sock_diag is unavailable."""
-        sockets.listening_sockets()
+        if self.kubernetes.enabled:
+            self.workloads = workload_labeler(self.kubernetes)
+        self.listeners.view()
+
+    def _owner_labels(self, view: ListenerView) -> dict[int, tuple[str, ...]]:
+        comms = {
+            inode: owner.comm if self.comm_label else "" for inode, owner in view.owners.items()
+        }
+        if self.workloads is None:
+            return {inode: (comm,) for inode, comm in comms.items()}
+        cgroup_ids = {}
+        if self.workloads.root is not None:
+            cgroup_ids = {
+                inode: cgroups.process_cgroup_id(owner.pid, self.workloads.root)
+                for inode, owner in view.owners.items()
+            }
+        self.workloads.resolve(cgroup_ids.values())
+        return {
+            inode: (comm, *self.workloads.labels(cgroup_ids.get(inode, 0)))
+            for inode, comm in comms.items()
+        }
 
     def collect(self) -> Iterable[MetricFamily]:
-        listeners = sockets.listening_sockets()
-        half_open: Counter[int] = sockets.half_open_connections()
-        comms = self.owners.comms(s.inode for s in listeners) if self.comm_label else {}
-        return listen_families(listeners, half_open, comms, self.drop_counts.increments(listeners))
+        view = self.listeners.view()
+        label_names = LABEL_NAMES + WORKLOAD_LABEL_NAMES if self.workloads else LABEL_NAMES
+        families = listen_families(
+            view.listeners,
+            view.half_open,
+            self._owner_labels(view),
+            self.drop_counts.increments(view.listeners),
+            label_names,
+        )
+        namespaces = MetricFamily(
+            "netsnoop_listen_namespaces",
+            "gauge",
+            "Network namespaces whose listeners were read (state=read), left out over "
+            "collectors.listen_queue.max_namespaces (skipped), or that could not be entered "
+            "without CAP_SYS_ADMIN (denied).",
+            ("state",),
+            bounded_labels=("state",),
+        )
+        namespaces.set(("read",), view.namespaces)
+        namespaces.set(("skipped",), view.namespaces_skipped)
+        namespaces.set(("denied",), view.namespaces_denied)
+        return [*families, namespaces]

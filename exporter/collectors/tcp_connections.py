@@ -1,19 +1,25 @@
 """netsnoop_tcp_connections_total: TCP connections and attempts by direction, port, process,
-uid and result, counted in BPF (bpf/tcp_connections.c) and read on each snapshot."""
+uid and result, counted in BPF (bpf/tcp_connections.c) and read on each snapshot.
+
+Accepted connections are counted in the kernel with their listener's network namespace; at
+each read they are credited to the process serving that listener now (exporter/listeners.py,
+the same lookup the listen-queue gauges use), and to the listen() caller the kernel
+remembered only when the listener is gone by then."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config, LabelsConfig
-from exporter.kernel import cgroups, sockets
+from exporter.kernel import btf, cgroups, netns
 from exporter.kernel.bpf import ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
+from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView, shared_directory
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
@@ -24,7 +30,13 @@ DIRECTIONS = ("outbound", "inbound")  # index = DIR_* in the BPF source
 RESULTS = ("established", "refused", "timeout", "error", "accepted")  # index = RESULT_*
 NO_UID = 0xFFFFFFFF  # the BPF side's marker for "no process" (inbound refused)
 RESULT_ERROR = RESULTS.index("error")
+RESULT_ACCEPTED = RESULTS.index("accepted")
 DIRECTION_OUTBOUND = DIRECTIONS.index("outbound")
+# The socket's network namespace, read in BPF (SKC_NET_OFF is a pointer to struct net).
+NETNS_MEMBERS = {
+    "SKC_NET_OFF": ("sock_common", "skc_net"),
+    "NET_NS_INUM_OFF": ("net", "ns.inum"),
+}
 
 # An attempt whose socket closed without an error report (connect() failed at once, or the
 # caller closed it while SYN_SENT) is counted as an error once it is this old.
@@ -43,6 +55,7 @@ class ConnectionKey:
     uid: int
     comm: bytes
     cgroup_id: int = 0  # recorded only when the pod/container labels are on
+    netns: int = 0  # inbound accepted: the listener's network namespace inode
 
 
 def decode_comm(raw: bytes) -> str:
@@ -111,6 +124,9 @@ class TcpConnectionsCollector(BpfCollector):
         self.kubernetes = config.kubernetes
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.workloads: WorkloadLabeler | None = None
+        self.listeners: ListenerDirectory = shared_directory(
+            config.collectors.listen_queue.max_namespaces
+        )
         self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
 
     def defines(self) -> dict[str, int | str]:
@@ -119,6 +135,7 @@ class TcpConnectionsCollector(BpfCollector):
             "PENDING_MAP_SIZE": self.settings.pending_map_size,
             "LISTENERS_MAP_SIZE": self.settings.listeners_map_size,
             **self.watch_defines,
+            **btf.offset_defines(NETNS_MEMBERS),
         }
         if self.kubernetes.enabled:
             defines["NS_CGROUP_LABELS"] = 1
@@ -135,23 +152,85 @@ class TcpConnectionsCollector(BpfCollector):
         super().start()
         self._seed_listeners()
 
+    def _cgroup_id(self, owner: ListenerOwner) -> int:
+        if self.workloads is None or self.workloads.root is None:
+            return 0
+        return cgroups.process_cgroup_id(owner.pid, self.workloads.root)
+
     def _seed_listeners(self) -> None:
-        """Listeners opened before we started never pass CLOSE->LISTEN: learn them from
-        sock_diag and /proc so their accepted connections carry the owner."""
+        """Listeners opened before we started never pass CLOSE->LISTEN: learn them, in every
+        network namespace, so their accepted connections carry the owner even if they close
+        before a read. Without BTF the kernel keys them by port alone (namespace 0), which
+        only the exporter's own namespace can fill."""
         assert self.bpf is not None
         table = self.bpf.table("listeners")
+        keyed_by_netns = "SKC_NET_OFF" in self.defines()
         try:
-            owners = sockets.listening_socket_owners()
+            view = self.listeners.view()
+            own = netns.own_namespace()
         except OSError as error:
             log.warning("could not seed listening sockets: %s", error)
             return
-        for port, (uid, comm, pid) in owners.items():
-            owner = table.Leaf()
-            owner.uid = uid
-            owner.comm = comm.encode()[:15]
-            if self.workloads is not None and self.workloads.root is not None:
-                owner.cgroup_id = cgroups.process_cgroup_id(pid, self.workloads.root)
-            table[table.Key(port)] = owner
+        sockets: Counter[tuple[int, int]] = Counter(
+            (s.netns, s.port) for s in view.listeners if keyed_by_netns or s.netns == own
+        )
+        for (netns_inode, port), count in sockets.items():
+            owner = view.owner_at(netns_inode, port)
+            if owner is None:
+                continue
+            leaf = table.Leaf()
+            self._fill_owner(leaf.owner, owner)
+            leaf.sockets = count
+            table[table.Key(netns_inode if keyed_by_netns else 0, port)] = leaf
+
+    def _fill_owner(self, kernel_owner: Any, owner: ListenerOwner) -> None:
+        """Writes a struct owner_t (a bcc ctypes struct)."""
+        kernel_owner.uid = owner.uid
+        kernel_owner.comm = owner.comm.encode()[:15]
+        kernel_owner.cgroup_id = self._cgroup_id(owner)
+
+    def _refresh_kernel_owners(self, view: ListenerView) -> None:
+        """The kernel's listener entries take the serving owner too, so the watch events of
+        accepted connections name it from now on (the socket count stays the kernel's)."""
+        assert self.bpf is not None
+        table = self.bpf.table("listeners")
+        for key, leaf in list(table.items()):
+            owner = view.owner_at(key.netns, key.port)
+            if owner is None:
+                continue
+            if leaf.owner.uid == owner.uid and decode_comm(bytes(leaf.owner.comm)) == owner.comm:
+                continue
+            self._fill_owner(leaf.owner, owner)
+            table[key] = leaf
+
+    def _credit_serving_owners(
+        self, counts: list[tuple[ConnectionKey, int]]
+    ) -> list[tuple[ConnectionKey, int]]:
+        """Accepted connections go to whoever serves the listener now (after an exec or a
+        socket handover); a listener gone by now keeps the owner the kernel recorded."""
+        accepted = {k for k, _ in counts if k.result == RESULT_ACCEPTED and k.netns}
+        if not accepted:
+            return counts
+        try:
+            view = self.listeners.view()
+        except OSError as error:  # the counts are drained already: keep the kernel's owners
+            log.warning(
+                "listener owners not read, accepted connections keep the kernel's: %s", error
+            )
+            return counts
+        self._refresh_kernel_owners(view)
+        credited = []
+        for key, value in counts:
+            owner = view.owner_at(key.netns, key.port) if key in accepted else None
+            if owner is not None:
+                key = replace(
+                    key,
+                    uid=owner.uid,
+                    comm=owner.comm.encode()[:15],
+                    cgroup_id=self._cgroup_id(owner),
+                )
+            credited.append((key, value))
+        return credited
 
     def _sweep_unreported(self) -> None:
         assert self.bpf is not None
@@ -171,11 +250,14 @@ class TcpConnectionsCollector(BpfCollector):
         """Increments since the previous read."""
         counts = [
             (
-                ConnectionKey(k.direction, k.result, k.port, k.uid, bytes(k.comm), k.cgroup_id),
+                ConnectionKey(
+                    k.direction, k.result, k.port, k.uid, bytes(k.comm), k.cgroup_id, k.netns
+                ),
                 int(v),
             )
             for k, v in self.read_counters()
         ]
+        counts = self._credit_serving_owners(counts)
         counts += self._unreported.items()
         self._unreported.clear()
         return counts

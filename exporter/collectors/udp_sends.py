@@ -1,9 +1,12 @@
 """netsnoop_udp_sends_total: UDP datagrams sent, by remote port, process and uid, counted in
 BPF (bpf/udp_sends.c), which also emits the watch events of `protocol: udp` rules.
 
-A separate program from socket_traffic although both use sock_send_length: this one needs six
-syscall tracepoints and per-thread state that byte counting does not, and either can be
-turned off alone; the price is a second (cheap) program on each send.
+The destination comes from the send syscall's address when it names one, else from the
+connected socket itself (offsets from the kernel's BTF), so write(), writev(), dup'd and
+inherited descriptors all count. A separate program from socket_traffic although both use
+sock_send_length: this one needs the send syscalls' tracepoints and per-thread state that
+byte counting does not, and either can be turned off alone; the price is a second (cheap)
+program on each send.
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ from typing import ClassVar
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
+from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
 
 RESULTS = ("sent",)  # watch event results, index = UDP_RESULT_* in the BPF source
+# A connected socket's peer, read in BPF from the socket sock_send_length hands over.
+PEER_MEMBERS = {
+    "SKC_STATE_OFF": ("sock_common", "skc_state"),
+    "SKC_DPORT_OFF": ("sock_common", "skc_dport"),
+    "SKC_DADDR_OFF": ("sock_common", "skc_daddr"),
+    "SKC_V6_DADDR_OFF": ("sock_common", "skc_v6_daddr"),
+}
 
 
 def sends_family(
@@ -44,18 +55,16 @@ class UdpSendsCollector(BpfCollector):
     source_file: ClassVar[str] = "udp_sends.c"
     shared_sources: ClassVar[tuple[str, ...]] = ("watch.h",)
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
-        ProgramSpec("syscalls:sys_enter_connect", ("fd", "uservaddr")),
-        ProgramSpec("syscalls:sys_enter_close", ("fd",)),
         ProgramSpec("syscalls:sys_enter_sendto", ("fd", "addr")),
         ProgramSpec("syscalls:sys_enter_sendmsg", ("fd", "msg")),
         ProgramSpec("syscalls:sys_enter_sendmmsg", ("fd", "mmsg")),
         ProgramSpec("syscalls:sys_exit_sendto"),
         ProgramSpec("syscalls:sys_exit_sendmsg"),
         ProgramSpec("syscalls:sys_exit_sendmmsg"),
-        ProgramSpec("sock:sock_send_length", ("family", "protocol", "ret")),
+        ProgramSpec("sock:sock_send_length", ("sk", "family", "protocol", "ret")),
     )
     counters_map: ClassVar[str] = "udp_sends"
-    map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "connected", "sending")
+    map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(tracefs)
@@ -67,9 +76,9 @@ class UdpSendsCollector(BpfCollector):
     def defines(self) -> dict[str, int | str]:
         return {
             "UDP_SENDS_MAP_SIZE": self.settings.map_size,
-            "CONNECTED_MAP_SIZE": self.settings.connected_map_size,
             "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
+            **btf.offset_defines(PEER_MEMBERS),
         }
 
     def collect(self) -> Iterable[MetricFamily]:

@@ -7,9 +7,8 @@ import socket
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
-from exporter.kernel import procfs
+from exporter.kernel.netns import entered
 
 TCP_SYN_RECV = 3
 TCP_LISTEN = 10
@@ -26,14 +25,38 @@ class ListeningSocket:
     accept_queue: int  # idiag_rqueue: connections waiting for accept()
     backlog: int  # idiag_wqueue: the listen() backlog
     drops: int = 0  # SKMEMINFO drops: SYNs and handshakes refused, e.g. on a full queue
+    netns: int = 0  # inode of the network namespace it listens in
 
 
-def listening_sockets() -> list[ListeningSocket]:
-    """TCP listeners of this network namespace, IPv4 and IPv6."""
+@dataclass(frozen=True)
+class NamespaceSockets:
+    """What sock_diag shows of one network namespace."""
+
+    listeners: list[ListeningSocket]
+    half_open: Counter[int]  # local port -> request sockets in SYN_RECV
+
+
+def namespace_sockets(netns: int = 0, enter: str | None = None) -> NamespaceSockets:
+    """TCP listeners (IPv4 and IPv6) and half-open handshakes of one network namespace: the
+    thread's own, or the one at path ``enter`` (entered only to open the netlink socket)."""
     from pyroute2 import DiagSocket
+    from pyroute2.netlink.exceptions import NetlinkError
 
-    found = []
-    with DiagSocket() as diag:
+    try:
+        return _read_namespace(DiagSocket, netns, enter)
+    except NetlinkError as error:  # e.g. a namespace torn down while read
+        raise OSError(error.code, f"sock_diag: {error}") from error
+
+
+def _read_namespace(diag_socket: type, netns: int, enter: str | None) -> NamespaceSockets:
+    if enter is None:
+        diag = diag_socket()
+    else:
+        with entered(enter):
+            diag = diag_socket()
+    listeners = []
+    half_open: Counter[int] = Counter()
+    with diag:
         diag.bind()
         for family in (socket.AF_INET, socket.AF_INET6):
             for message in diag.get_sock_stats(
@@ -41,7 +64,7 @@ def listening_sockets() -> list[ListeningSocket]:
                 states=1 << TCP_LISTEN,
                 extensions=1 << (INET_DIAG_SKMEMINFO - 1),
             ):
-                found.append(
+                listeners.append(
                     ListeningSocket(
                         family=family,
                         port=message["idiag_sport"],
@@ -50,9 +73,16 @@ def listening_sockets() -> list[ListeningSocket]:
                         accept_queue=message["idiag_rqueue"],
                         backlog=message["idiag_wqueue"],
                         drops=skmeminfo_drops(message.get_attr("INET_DIAG_SKMEMINFO")),
+                        netns=netns,
                     )
                 )
-    return found
+        # Request sockets sit in the established hash, which the kernel walks whole for each
+        # dump (262144 buckets here, ~2 ms): only for a family that has a listener, whose
+        # handshakes take its family.
+        for family in sorted({listener.family for listener in listeners}):
+            for message in diag.get_sock_stats(family=family, states=1 << TCP_SYN_RECV):
+                half_open[message["idiag_sport"]] += 1
+    return NamespaceSockets(listeners, half_open)
 
 
 def skmeminfo_drops(hex_text: str | None) -> int:
@@ -66,23 +96,10 @@ def skmeminfo_drops(hex_text: str | None) -> int:
     return struct.unpack_from("=I", raw, 4 * SK_MEMINFO_DROPS)[0]
 
 
-def half_open_connections() -> Counter[int]:
-    """Local port -> request sockets in SYN_RECV (handshakes not yet complete), IPv4 and
-    IPv6, of this network namespace."""
-    from pyroute2 import DiagSocket
-
-    ports: Counter[int] = Counter()
-    with DiagSocket() as diag:
-        diag.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for message in diag.get_sock_stats(family=family, states=1 << TCP_SYN_RECV):
-                ports[message["idiag_sport"]] += 1
-    return ports
-
-
-def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, int]:
-    """Which process holds each socket inode, from the ``socket:[N]`` links in /proc/*/fd."""
-    owners: dict[int, int] = {}
+def socket_holders(inodes: set[int], proc_root: str = "/proc") -> dict[int, list[int]]:
+    """Every process holding each socket inode, from the ``socket:[N]`` links in /proc/*/fd
+    (socket inodes are unique across network namespaces)."""
+    holders: dict[int, list[int]] = {}
     for entry in os.scandir(proc_root):
         if not entry.name.isdigit():
             continue
@@ -91,6 +108,7 @@ def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, i
             fds = os.listdir(fd_dir)
         except OSError:
             continue  # exited, or not ours to read
+        pid = int(entry.name)
         for fd in fds:
             try:
                 target = os.readlink(os.path.join(fd_dir, fd))
@@ -99,20 +117,7 @@ def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, i
             if target.startswith("socket:["):
                 inode = int(target[8:-1])
                 if inode in inodes:
-                    owners.setdefault(inode, int(entry.name))
-        if len(owners) == len(inodes):
-            break
-    return owners
-
-
-def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str, int]]:
-    """Local port -> (uid, comm, pid) of the process holding a listener on it."""
-    listeners = listening_sockets()
-    pids = socket_inode_pids({s.inode for s in listeners}, proc_root)
-    owners: dict[int, tuple[int, str, int]] = {}
-    for listener in listeners:
-        pid = pids.get(listener.inode)
-        comm = procfs.comm(pid, Path(proc_root)) if pid is not None else None
-        if pid is not None and comm is not None:
-            owners[listener.port] = (listener.uid, comm, pid)
-    return owners
+                    pids = holders.setdefault(inode, [])
+                    if pid not in pids:
+                        pids.append(pid)
+    return holders

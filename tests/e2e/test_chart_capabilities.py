@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.chart import chart_capabilities
+from tests.e2e.test_namespaces import HOLD, listener_in
 from tests.e2e.test_tcp_connections import Listener
-from tests.helpers import ExporterProcess, Series, free_port, value
+from tests.helpers import ExporterProcess, Series, free_port, remote_host, value
 
 pytestmark = [
     pytest.mark.root,
@@ -125,7 +126,9 @@ def test_chart_capabilities_are_enough(tmp_path: Path, bin_dir: Path):
 
 @pytest.mark.parametrize("missing", ["BPF", "PERFMON"])
 def test_without_a_bpf_capability_the_exporter_says_which(tmp_path: Path, missing: str):
-    names = [name for name in chart_capabilities() if name != missing]
+    """Without SYS_ADMIN too, which the kernel takes for either (the chart keeps BPF and
+    PERFMON so that removing SYS_ADMIN leaves them)."""
+    names = [name for name in chart_capabilities() if name not in (missing, "SYS_ADMIN")]
     exporter = run_with(names, tmp_path)
     assert exporter.process.wait(60) == 1
     log = exporter.log()
@@ -148,3 +151,28 @@ def test_without_a_proc_capability_listeners_of_other_users_lose_their_owner(
     assert value(series, METRIC, **accepted) == 2
     assert value(series, METRIC, **accepted, comm="n4-capowner") == 0
     assert f"missing capabilities: CAP_{missing}: listeners of other users" in log
+
+
+@pytest.mark.parametrize("sys_admin", [True, False])
+def test_listen_queues_of_other_namespaces_need_sys_admin(
+    tmp_path: Path, bin_dir: Path, sys_admin: bool
+):
+    """A pod-like network namespace with a listener: with the chart's capabilities its queue
+    is read; without SYS_ADMIN (setns) it is not, and the exporter says so."""
+    names = [name for name in chart_capabilities() if sys_admin or name != "SYS_ADMIN"]
+    port = free_port()
+    with remote_host() as pod, listener_in(pod, bin_dir, "n4-podlisten", 0, port, HOLD, "7"):
+        exporter = run_with(names, tmp_path)
+        try:
+            exporter.wait_ready()
+            series = exporter.scrape()
+            log = exporter.log()
+        finally:
+            exporter.stop()
+    capacity = value(series, "netsnoop_listen_queue_capacity", port=str(port), comm="n4-podlisten")
+    denied = value(series, "netsnoop_listen_namespaces", state="denied")
+    if sys_admin:
+        assert (capacity, denied) == (7, 0)
+    else:
+        assert capacity == 0 and denied >= 1
+        assert "setns needs CAP_SYS_ADMIN" in log

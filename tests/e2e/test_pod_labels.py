@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,8 +24,8 @@ import pytest
 
 from exporter.kernel.cgroups import cgroup2_root
 from tests.e2e.test_tcp_connections import Listener
-from tests.helpers import ExporterProcess, free_port, named_python, value
-from tests.kube_standin import stand_in_api
+from tests.helpers import ExporterProcess, free_port, named_python, remote_host, value
+from tests.kube_standin import StandInApi, stand_in_api
 
 pytestmark = pytest.mark.root
 
@@ -83,26 +84,35 @@ def outbound(series, port: int, **labels: str) -> float:
     return value(series, METRIC, direction="outbound", port=str(port), **labels)
 
 
+def pod_labels_config(api: StandInApi, tmp_path: Path) -> str:
+    return (
+        # Other tests' traffic on this machine must not push these series into the overflow.
+        "cardinality:\n  series_per_metric: 1000000\n"
+        "kubernetes:\n"
+        "  enabled: true\n"
+        f"  kubeconfig: {api.kubeconfig(tmp_path)}\n"
+        f"  node_name: {NODE}\n"
+        f"  deleted_pod_seconds: {DELETED_POD_SECONDS}\n"
+    )
+
+
+def container_scope(pod: dict) -> str:
+    """Where kubelet's systemd layout puts the pod's first container (containerd)."""
+    container = pod["status"]["containerStatuses"][0]
+    return (
+        "kubepods.slice/kubepods-besteffort.slice/"
+        f"kubepods-besteffort-pod{pod['metadata']['uid'].replace('-', '_')}.slice/"
+        f"cri-containerd-{container['containerID'].split('://')[1]}.scope"
+    )
+
+
 def test_connections_carry_pod_names(tmp_path: Path, bin_dir: Path):
     with stand_in_api(NODE) as (api, recording):
         web, _ = recording["pods"]
-        nginx = web["status"]["containerStatuses"][0]
         later = recording["added_later"]
         later_container = later["status"]["containerStatuses"][0]
-        config = (
-            # Other tests' traffic on this machine must not push these series into the overflow.
-            "cardinality:\n  series_per_metric: 1000000\n"
-            "kubernetes:\n"
-            "  enabled: true\n"
-            f"  kubeconfig: {api.kubeconfig(tmp_path)}\n"
-            f"  node_name: {NODE}\n"
-            f"  deleted_pod_seconds: {DELETED_POD_SECONDS}\n"
-        )
-        web_uid = web["metadata"]["uid"].replace("-", "_")
-        web_scope = (
-            f"kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{web_uid}.slice/"
-            f"cri-containerd-{nginx['containerID'].split('://')[1]}.scope"
-        )
+        config = pod_labels_config(api, tmp_path)
+        web_scope = container_scope(web)
         later_dir = (
             f"kubepods/besteffort/pod{later['metadata']['uid']}/"
             f"{later_container['containerID'].split('://')[1]}"
@@ -172,3 +182,49 @@ def test_connections_carry_pod_names(tmp_path: Path, bin_dir: Path):
                 assert outbound(series, port, comm="n4-podclient") == 10
             finally:
                 exporter.stop()
+
+
+HOLD = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(6)
+print("listening", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_pods_listener_carries_its_pod_in_accepted_counts_and_listen_queue(
+    tmp_path: Path, bin_dir: Path
+):
+    """A listener in the web pod's cgroup and its own network namespace, that never accepts:
+    its accepted connections and its listen queue both name the pod."""
+    port = free_port()
+    with stand_in_api(NODE) as (api, recording), remote_host() as pod_net:
+        web, _ = recording["pods"]
+        labels = {"namespace": "shop", "pod": web["metadata"]["name"], "container": "nginx"}
+        exporter = ExporterProcess(pod_labels_config(api, tmp_path), tmp_path)
+        with cgroup(container_scope(web)) as in_web:
+            join = f'echo $$ > {in_web}/cgroup.procs && exec ip netns exec {pod_net.name} "$@"'
+            python = named_python(bin_dir, "n4-podserver")
+            listener = subprocess.Popen(
+                ["sh", "-c", join, "sh", python, "-c", HOLD, str(port)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert listener.stdout is not None
+                assert listener.stdout.readline().strip() == "listening"
+                exporter.wait_ready()
+                for _ in range(2):
+                    socket.create_connection((pod_net.peer_v4, port), timeout=10).close()
+                inbound = {"direction": "inbound", "port": str(port)}
+                series = exporter.wait_for(METRIC, inbound, 2)
+            finally:
+                exporter.stop()
+                listener.kill()
+                listener.wait()
+    assert value(series, METRIC, **inbound, comm="n4-podserver", **labels) == 2
+    queue = {"port": str(port), "comm": "n4-podserver", **labels}
+    assert value(series, "netsnoop_listen_queue_length", **queue) == 2
+    assert value(series, "netsnoop_listen_queue_capacity", **queue) == 6

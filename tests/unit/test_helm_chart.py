@@ -197,6 +197,25 @@ def test_service_and_monitors_use_the_metrics_port():
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": 19435, "protocol": "TCP"}]
 
 
+def test_monitors_keep_the_workload_labels_of_the_series():
+    """Under kube-prometheus-stack the operator sets namespace/pod/container target labels of
+    the exporter's own pod; both monitors keep the exporter's values (no exported_* renames)
+    and drop those target labels, after the node label is taken and before user relabelings."""
+    manifests = render(
+        *values_args(CHART / "ci" / "monitoring-values.yaml"),
+        "--set-json",
+        'prometheus.monitor.relabelings=[{"targetLabel":"cluster","replacement":"c1"}]',
+    )
+    [service_endpoint] = only(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    [pod_endpoint] = only(manifests, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    for endpoint in (service_endpoint, pod_endpoint):
+        assert endpoint["honorLabels"] is True
+        node, drop = endpoint["relabelings"][:2]
+        assert node == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+        assert drop == {"action": "labeldrop", "regex": "namespace|pod|container"}
+    assert service_endpoint["relabelings"][2] == {"targetLabel": "cluster", "replacement": "c1"}
+
+
 def test_rbac_reads_pods_only():
     manifests = render()
     role = only(manifests, "ClusterRole")
