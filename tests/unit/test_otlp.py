@@ -378,7 +378,7 @@ class CountingRead:
         self.release.wait()
         self.reads += 1
         family = connections((("outbound", "8080", "n7-unit", "0", "established"), 3 * self.reads))
-        gauge = MetricFamily("netsnoop_map_entries", "gauge", "h", ("map",))
+        gauge = MetricFamily("netsnoop_bpf_map_entries", "gauge", "h", ("map",))
         gauge.set(("connections",), 10 * self.reads)
         return [family, gauge]
 
