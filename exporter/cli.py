@@ -6,13 +6,12 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
 
-from exporter import __version__
+from exporter import __version__, logs
 from exporter.config import ConfigError, default_config_path, load_config
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
 from exporter.otlp import (
@@ -67,24 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--log.level",
         dest="log_level",
         default="info",
-        choices=["debug", "info", "warn", "error"],
+        choices=list(logs.LEVELS),
         help="only log messages at or above this level",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=logs.FORMATS,
+        help="output format of log messages, one per line on stderr (default logfmt)",
     )
     parser.add_argument("--version", action="version", version=f"netsnoop-exporter {__version__}")
     return parser
 
 
 def fail(message: str, status: int) -> int:
-    print(f"netsnoop-exporter: {message}", file=sys.stderr)
+    log.error(message)
     return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = "WARNING" if args.log_level == "warn" else args.log_level.upper()
-    logging.basicConfig(
-        level=level, format="ts=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         config = load_config(args.config_file)
     except ConfigError as error:

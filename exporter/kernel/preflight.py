@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import logging
 import os
 import platform
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.kernel.tracefs import TRACEFS_CANDIDATES
@@ -25,8 +29,44 @@ CAPABILITY_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_PERFMON: "CAP_PERFMON", 
 PROC_CAPABILITIES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE: "CAP_SYS_PTRACE"}
 
 
+# Where distributions install bcc's Python bindings (Debian's python3-bpfcc, Fedora's
+# python3-bcc): only for the distribution's own interpreter.
+SYSTEM_PYTHONS = ("/usr/bin/python3",)
+
+
 class EnvironmentProblem(Exception):
     """Something outside the exporter is missing; the message says what and how to fix it."""
+
+
+def python_with_bcc(candidates: Sequence[str]) -> str | None:
+    """The first interpreter that can import bcc (asked in a child process), if any."""
+    for python in candidates:
+        if not os.access(python, os.X_OK):
+            continue
+        probe = subprocess.run([python, "-c", "import bcc"], capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return python
+    return None
+
+
+def check_bcc(candidates: Sequence[str] = SYSTEM_PYTHONS) -> None:
+    """Fails, naming the interpreter that has bcc, when this one cannot import it: a venv made
+    on another Python (pyenv, a python.org build) does not see the distribution's bcc."""
+    try:
+        importlib.import_module("bcc")
+    except ImportError as error:
+        here = f"{sys.executable} (Python {platform.python_version()})"
+        having = python_with_bcc(candidates)
+        if having is None:
+            raise EnvironmentProblem(
+                f"bcc cannot be imported from {here}: {error}; install the distribution's bcc "
+                "(apt-get install python3-bpfcc) and run scripts/install.sh"
+            ) from None
+        raise EnvironmentProblem(
+            f"bcc cannot be imported from {here}: {error}; {having} has it: run the exporter "
+            f"from a venv made with '{having} -m venv --system-site-packages' "
+            "(scripts/install.sh makes one in .venv)"
+        ) from None
 
 
 def effective_capabilities(status_path: str = "/proc/self/status") -> int:
@@ -104,6 +144,7 @@ def ensure_tracefs() -> None:
 
 
 def check_environment() -> None:
+    check_bcc()
     check_capabilities()
     check_kernel_headers()
     ensure_tracefs()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from exporter.kernel.preflight import (
@@ -7,6 +9,7 @@ from exporter.kernel.preflight import (
     CAP_PERFMON,
     CAP_SYS_ADMIN,
     EnvironmentProblem,
+    check_bcc,
     check_capabilities,
     headers_problem,
     missing_capabilities,
@@ -39,3 +42,14 @@ def test_missing_proc_capabilities_are_named_in_a_warning(tmp_path, caplog):
     check_capabilities(str(status))  # enough to run
     assert "missing capabilities: CAP_DAC_READ_SEARCH: listeners of other users" in caplog.text
     assert "CAP_SYS_PTRACE" not in caplog.text
+
+
+def test_bcc_missing_names_the_python_that_has_it(monkeypatch, tmp_path):
+    pytest.importorskip("bcc")  # the interpreter that has it is this one, asked in a child
+    monkeypatch.setitem(sys.modules, "bcc", None)  # what an interpreter without bcc sees
+    with pytest.raises(EnvironmentProblem) as raised:
+        check_bcc([str(tmp_path / "absent"), sys.executable])
+    assert f"bcc cannot be imported from {sys.executable} (Python " in str(raised.value)
+    assert f"{sys.executable} has it: run the exporter from a venv made with" in str(raised.value)
+    with pytest.raises(EnvironmentProblem, match="apt-get install python3-bpfcc"):
+        check_bcc([str(tmp_path / "absent")])
