@@ -169,7 +169,10 @@ def sdk_modules(protocol: str) -> tuple[str, ...]:
 
 # Labels with an OpenTelemetry semantic-convention attribute, whatever the metric.
 SEMCONV_ATTRIBUTES = {
-    "comm": "process.executable.name",
+    # comm is the name of the thread that made the call (15 bytes, renamable with prctl):
+    # neither thread.name (the basename of /proc/<pid>/exe) nor process.command
+    # (argv[0]). The conventions' thread.name is what it is.
+    "comm": "thread.name",
     "uid": "process.real_user.id",  # the real uid, which BPF records (not the effective one)
     "namespace": "k8s.namespace.name",
     "pod": "k8s.pod.name",
@@ -179,6 +182,7 @@ PORT_ATTRIBUTES = {"peer": "network.peer.port", "local": "network.local.port"}
 PORT_SIDE_BY_DIRECTION = {"outbound": "peer", "inbound": "local"}
 INTEGER_ATTRIBUTES = frozenset({"process.real_user.id", *PORT_ATTRIBUTES.values()})
 UCUM_UNITS = {"seconds": "s", "bytes": "By"}
+NETWORK_TYPES = frozenset({"ipv4", "ipv6"})  # the values network.type defines
 
 TCP = (("network.transport", "tcp"),)
 UDP = (("network.transport", "udp"),)
@@ -273,6 +277,8 @@ def attributes(
         if text == "":
             continue
         key = attribute_name(label, metric, labels.get("direction", ""))
+        if key == "network.type" and text not in NETWORK_TYPES:
+            key = "netsnoop.protocol"  # arp, a bare ethertype: no network.type value
         result[key] = int(text) if key in INTEGER_ATTRIBUTES and text.isdigit() else text
     return result
 
