@@ -155,9 +155,7 @@ def test_connections_arrive_with_exact_counts_and_attributes_and_survive_an_outa
         assert receiver.value(CONNECTIONS, {**refused, "netsnoop.result": "refused"}) == 3
         accepted = {"network.local.port": port, "netsnoop.result": "accepted"}
         assert receiver.value(CONNECTIONS, accepted) == 5
-        assert (
-            receiver.value(CONNECTIONS, {**accepted, "thread.name": "n7-listen"}) == 5
-        )
+        assert receiver.value(CONNECTIONS, {**accepted, "thread.name": "n7-listen"}) == 5
         sent = {"network.io.direction": "transmit", "thread.name": "n7-client"}
         assert receiver.value("netsnoop.socket.io", sent) >= 5 * PAYLOAD
         resource = receiver.exports[-1].resource
