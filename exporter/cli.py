@@ -13,6 +13,7 @@ from types import FrameType
 
 from exporter import __version__, logs
 from exporter.config import ConfigError, default_config_path, load_config
+from exporter.kernel import hostfs
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
 from exporter.otlp import (
     OtlpOutput,
@@ -63,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="path under which to expose metrics (default /metrics)",
     )
     parser.add_argument(
+        "--path.procfs",
+        dest="procfs",
+        default="/proc",
+        help="procfs mount point, e.g. the host's mounted in a container (default /proc)",
+    )
+    parser.add_argument(
+        "--path.sysfs",
+        dest="sysfs",
+        default="/sys",
+        help="sysfs mount point; tracefs is looked for under it (default /sys)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -107,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem := missing_package_problem(sdk_modules(otlp_settings.protocol))
     ):
         return fail(problem, EXIT_ENVIRONMENT)
+    hostfs.configure(args.procfs, args.sysfs)
     try:
         check_environment()
     except EnvironmentProblem as error:

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from exporter.collectors.base import Collector
 from exporter.config import Config
-from exporter.kernel import procfs, sockets
+from exporter.kernel import hostfs, procfs, sockets
 from exporter.kernel.sockets import ListeningSocket
 from exporter.snapshot import MetricFamily
 
@@ -27,8 +27,8 @@ class ListenerOwners:
     """Socket inode -> comm of the process holding it; a /proc scan only for new inodes, and
     a socket whose owner was not found keeps an empty comm rather than rescanning."""
 
-    def __init__(self, proc_root: str = "/proc") -> None:
-        self.proc_root = proc_root
+    def __init__(self, proc_root: str | None = None) -> None:
+        self.proc_root = proc_root or str(hostfs.procfs())
         self._comms: dict[int, str] = {}
 
     def comms(self, inodes: Iterable[int]) -> dict[int, str]:
@@ -114,7 +114,7 @@ def listen_families(
 class ListenQueueCollector(Collector):
     name: ClassVar[str] = "listen_queue"
 
-    def __init__(self, config: Config, proc_root: str = "/proc") -> None:
+    def __init__(self, config: Config, proc_root: str | None = None) -> None:
         self.comm_label = config.labels.comm
         self.owners = ListenerOwners(proc_root)
         self.drop_counts = DropCounts()

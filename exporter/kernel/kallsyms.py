@@ -11,7 +11,8 @@ import bisect
 import os
 from collections.abc import Iterable, Iterator
 
-KALLSYMS = "/proc/kallsyms"
+from exporter.kernel import hostfs
+
 UNKNOWN = "unknown"  # hidden addresses (kptr_restrict), or outside every text symbol
 TEXT_TYPES = frozenset("tTwW")  # code; data symbols between functions would mislead
 CACHE_LIMIT = 8192  # answers kept; past it the cache starts over
@@ -58,8 +59,8 @@ def nearest_symbols(symbols: Iterable[tuple[int, str]], addresses: Iterable[int]
 class KernelSymbols:
     """Resolves and caches; the path is injectable so tests can use a written table."""
 
-    def __init__(self, path: str | os.PathLike[str] = KALLSYMS) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = path or hostfs.procfs("kallsyms")
         self._cache: dict[int, str] = {}
 
     def resolve(self, addresses: Iterable[int]) -> dict[int, str]:

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.kernel.tracefs import TRACEFS_CANDIDATES
+from exporter.kernel import hostfs
+from exporter.kernel.tracefs import tracefs_candidates
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | N
     """None when bcc will find kernel headers for ``release``, else what to install."""
     if Path(modules_root, release, "build", "include").is_dir():
         return None
-    if Path("/sys/kernel/kheaders.tar.xz").exists():
+    if hostfs.sysfs("kernel/kheaders.tar.xz").exists():
         return None  # CONFIG_IKHEADERS: bcc unpacks the kernel's own headers
     if os.environ.get("NETSNOOP_CONTAINER"):  # set by the Dockerfile: the image has none
         return (
@@ -130,15 +131,16 @@ def check_kernel_headers() -> None:
 
 def ensure_tracefs() -> None:
     """Mount tracefs when nothing is mounted (bare hosts and containers often lack it)."""
-    if any(Path(candidate, "events").is_dir() for candidate in TRACEFS_CANDIDATES):
+    candidates = tracefs_candidates()
+    if any((candidate / "events").is_dir() for candidate in candidates):
         return
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    target = TRACEFS_CANDIDATES[0].encode()
+    target = bytes(candidates[0])
     if libc.mount(b"tracefs", target, b"tracefs", 0, None) != 0:
         error = os.strerror(ctypes.get_errno())
         raise EnvironmentProblem(
-            f"tracefs is not mounted and mounting it at {TRACEFS_CANDIDATES[0]} failed ({error}): "
-            f"mount it with 'mount -t tracefs tracefs {TRACEFS_CANDIDATES[0]}' or bind-mount "
+            f"tracefs is not mounted and mounting it at {candidates[0]} failed ({error}): "
+            f"mount it with 'mount -t tracefs tracefs {candidates[0]}' or bind-mount "
             "the host's /sys/kernel/tracing"
         )
 

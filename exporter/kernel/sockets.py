@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.kernel import procfs
+from exporter.kernel import hostfs, procfs
 
 TCP_SYN_RECV = 3
 TCP_LISTEN = 10
@@ -80,8 +80,9 @@ def half_open_connections() -> Counter[int]:
     return ports
 
 
-def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, int]:
+def socket_inode_pids(inodes: set[int], proc_root: str | None = None) -> dict[int, int]:
     """Which process holds each socket inode, from the ``socket:[N]`` links in /proc/*/fd."""
+    proc_root = proc_root or str(hostfs.procfs())
     owners: dict[int, int] = {}
     for entry in os.scandir(proc_root):
         if not entry.name.isdigit():
@@ -105,8 +106,9 @@ def socket_inode_pids(inodes: set[int], proc_root: str = "/proc") -> dict[int, i
     return owners
 
 
-def listening_socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str, int]]:
+def listening_socket_owners(proc_root: str | None = None) -> dict[int, tuple[int, str, int]]:
     """Local port -> (uid, comm, pid) of the process holding a listener on it."""
+    proc_root = proc_root or str(hostfs.procfs())
     listeners = listening_sockets()
     pids = socket_inode_pids({s.inode for s in listeners}, proc_root)
     owners: dict[int, tuple[int, str, int]] = {}
