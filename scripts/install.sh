@@ -4,8 +4,12 @@
 #   - kernel headers for bcc: linux-headers-$(uname -r), or else the nearest linux-headers
 #     package linked as /lib/modules/$(uname -r)/{build,source},
 #   - a venv on /usr/bin/python3 that sees the system bcc, with the package installed into it.
-# Usage: scripts/install.sh [--editable] [--extras test,otlp] [--no-kernel-headers]
+# It never installs a kernel image, an initramfs or a bootloader change, and can be run again.
+# Usage: scripts/install.sh [--editable] [--extras test,otlp] [--no-kernel-headers] [--systemd]
 #   --no-kernel-headers: for container images, which use the host's headers mounted at run time.
+#   --systemd: also install deploy/systemd/netsnoop-exporter.service (ExecStart: this venv) and
+#              /etc/netsnoop-exporter/netsnoop.yaml (kept when it exists), and enable the service
+#              when systemd is running.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,12 +17,15 @@ VENV=${NETSNOOP_VENV:-$ROOT/.venv}
 EDITABLE=""
 EXTRAS=""
 KERNEL_HEADERS=1
+SYSTEMD=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --editable) EDITABLE="-e" ;;
     --extras) EXTRAS="[$2]"; shift ;;
     --no-kernel-headers) KERNEL_HEADERS="" ;;
-    *) echo "usage: $0 [--editable] [--extras LIST] [--no-kernel-headers]" >&2; exit 2 ;;
+    --systemd) SYSTEMD=1 ;;
+    *) echo "usage: $0 [--editable] [--extras LIST] [--no-kernel-headers] [--systemd]" >&2
+       exit 2 ;;
   esac
   shift
 done
@@ -45,7 +52,12 @@ apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 # kernel (tracefs, BTF), so headers of a nearby version are enough.
 HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/var/lib/netsnoop-exporter/kernel-headers}
 release=$(uname -r)
-modules_dir=/lib/modules/$release
+modules_dir=${NETSNOOP_MODULES_ROOT:-/lib/modules}/$release
+# Whether installing these packages would bring a kernel image (Debian's linux-headers-*
+# depend on theirs): apt-get's own simulation says.
+brings_kernel_image() {
+  apt-get install -s --no-install-recommends "$@" 2>/dev/null | grep -q '^Inst linux-image-'
+}
 nearest_headers_package() {
   local arch running candidates pkg version nearest=""
   arch=$(dpkg --print-architecture)
@@ -83,7 +95,14 @@ if [ -z "$KERNEL_HEADERS" ]; then
 elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
   echo "kernel headers for $release: present"
 elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
-  apt_install "linux-headers-$release"
+  if brings_kernel_image "linux-headers-$release"; then
+    echo "linux-headers-$release would bring a linux-image package: unpacking it into" \
+         "$HEADERS_ROOT instead"
+    unpack_headers "linux-headers-$release"
+  else
+    echo "kernel headers: installing linux-headers-$release (its kernel image is the running one)"
+    apt_install "linux-headers-$release"
+  fi
 else
   nearest=$(nearest_headers_package)
   if [ -z "$nearest" ]; then
@@ -106,3 +125,23 @@ fi
   exit 1
 }
 echo "installed: $VENV/bin/netsnoop-exporter"
+
+if [ -n "$SYSTEMD" ]; then
+  UNIT_DIR=${NETSNOOP_SYSTEMD_DIR:-/etc/systemd/system}
+  CONFIG_DIR=${NETSNOOP_CONFIG_DIR:-/etc/netsnoop-exporter}
+  mkdir -p "$UNIT_DIR" "$CONFIG_DIR"
+  if [ ! -e "$CONFIG_DIR/netsnoop.yaml" ]; then
+    install -m 0644 "$ROOT/config/netsnoop.yaml" "$CONFIG_DIR/netsnoop.yaml"
+  fi
+  sed -e "s|/opt/netsnoop-exporter/.venv/bin/|$VENV/bin/|" \
+      -e "s|/etc/netsnoop-exporter/|$CONFIG_DIR/|" \
+      "$ROOT/deploy/systemd/netsnoop-exporter.service" > "$UNIT_DIR/netsnoop-exporter.service"
+  echo "installed: $UNIT_DIR/netsnoop-exporter.service (config: $CONFIG_DIR/netsnoop.yaml)"
+  if [ -d /run/systemd/system ] && [ -z "${NETSNOOP_SYSTEMD_DIR:-}" ]; then
+    systemctl daemon-reload
+    systemctl enable --now netsnoop-exporter.service
+  else
+    echo "systemd is not running here: start it later with" \
+         "systemctl daemon-reload && systemctl enable --now netsnoop-exporter"
+  fi
+fi
