@@ -163,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("listening on %s", args.listen_address)
     began = time.monotonic()
     exporter.start()
-    log.info("ready in %.2fs", time.monotonic() - began)
+    if exporter.ready.is_set():
+        log.info("ready in %.2fs", time.monotonic() - began)
+    else:
+        log.error("started in %.2fs, not ready: /healthz answers 503", time.monotonic() - began)
     otlp = None
     if otlp_settings.enabled:
         resource = resource_attributes(config.kubernetes.node_name, os.environ)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -62,9 +63,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields(record, self))
 
 
+def stderr_copy() -> TextIO:
+    """Standard error through a descriptor of its own: while bcc's C output on descriptor 2 is
+    caught (kernel/bpf.py), the log still reaches the real stderr."""
+    try:
+        descriptor = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # no real descriptor (embedded, captured)
+        return sys.stderr
+    return open(descriptor, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+
+
 def configure(level: str, log_format: str, stream: TextIO | None = None) -> None:
     """Sends every logger's records to stderr in ``log_format``, from ``level`` up."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or stderr_copy())
     handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

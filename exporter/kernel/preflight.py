@@ -119,7 +119,8 @@ def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | N
     return (
         f"kernel headers for Linux {release} not found in {modules_root}/{release}/build: "
         f"install them (apt-get install linux-headers-{release}), or run scripts/install.sh, "
-        "which links the nearest Debian linux-headers package when the exact one does not exist"
+        "which unpacks the nearest Debian linux-headers package (without its kernel image) "
+        "when the exact one does not exist"
     )
 
 

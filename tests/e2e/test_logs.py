@@ -91,3 +91,35 @@ def test_a_venv_that_cannot_import_bcc_exits_1_naming_the_python_that_can(tmp_pa
     assert event["level"] == "error"
     assert event["msg"].startswith(f"bcc cannot be imported from {venv}/bin/python")
     assert "/usr/bin/python3 has it: run the exporter from a venv made with" in event["msg"]
+
+
+@pytest.mark.root
+def test_bpf_refused_by_seccomp_is_explained_and_bccs_own_output_stays_logfmt(tmp_path: Path):
+    """bcc prints "could not open bpf map" on descriptor 2 itself: it must come out as a log
+    line, and the collector's error must say who refused bpf()."""
+    if reason := bpf_unavailable_reason():
+        pytest.skip(reason)
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    deny_bpf = tmp_path / "deny_bpf"
+    source = REPO / "tests" / "data" / "c" / "deny_bpf.c"
+    subprocess.run(["gcc", "-O2", "-o", deny_bpf, source], check=True)
+    exporter = ExporterProcess(ONLY_TCP, tmp_path, prefix=(str(deny_bpf),))
+    try:
+        deadline = time.monotonic() + 60
+        while "not ready" not in exporter.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert exporter.get("/healthz")[0] == 503
+    finally:
+        exporter.stop()
+    messages = [(event["level"], event["msg"]) for event in exporter.log_events()]
+    assert any(
+        level == "warn" and m.startswith("bcc: could not open bpf map: ") and "not permitted" in m
+        for level, m in messages
+    ), messages
+    disabled = [m for level, m in messages if m.startswith("collector tcp_connections disabled")]
+    assert (
+        disabled
+        and "bpf() was refused (EPERM) although the capabilities are there" in (disabled[0])
+    )
+    assert ("error", "no BPF program could be attached: /healthz stays 503") in messages
