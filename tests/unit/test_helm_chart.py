@@ -197,6 +197,8 @@ def test_service_and_monitors_use_the_metrics_port():
     assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    drop_own_pod = {"action": "labeldrop", "regex": "(namespace|pod|container)"}
+    assert drop_own_pod in endpoint["relabelings"]  # else exported_namespace, exported_pod, ...
     pod_monitor = only(manifests, "PodMonitor")
     assert pod_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
