@@ -53,6 +53,13 @@ apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/var/lib/netsnoop-exporter/kernel-headers}
 release=$(uname -r)
 modules_dir=${NETSNOOP_MODULES_ROOT:-/lib/modules}/$release
+# bcc includes linux/kconfig.h first, from build/ or (Debian's split) source/; without it bcc
+# prints "Unable to find kernel headers" and crashes.
+headers_complete() {
+  [ -d "$modules_dir/build/include" ] && {
+    [ -f "$modules_dir/build/include/linux/kconfig.h" ] ||
+      [ -f "$modules_dir/source/include/linux/kconfig.h" ]; }
+}
 # Whether installing these packages would bring a kernel image (Debian's linux-headers-*
 # depend on theirs): apt-get's own simulation says.
 brings_kernel_image() {
@@ -87,12 +94,17 @@ unpack_headers() {  # $1: a linux-headers-<version>-<arch> package; unpacked, ne
     rm -rf "$work"
   fi
   mkdir -p "$modules_dir"
+  for link in build source; do
+    if [ -e "$modules_dir/$link" ] && [ ! -L "$modules_dir/$link" ]; then
+      echo "$modules_dir/$link is not a link: move it away and run $0 again" >&2; exit 1
+    fi
+  done
   ln -sfn "$HEADERS_ROOT/usr/src/$pkg" "$modules_dir/build"
   ln -sfn "$HEADERS_ROOT/usr/src/$common" "$modules_dir/source"
 }
 if [ -z "$KERNEL_HEADERS" ]; then
   echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
-elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
+elif headers_complete || [ -e /sys/kernel/kheaders.tar.xz ]; then
   echo "kernel headers for $release: present"
 elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
   if brings_kernel_image "linux-headers-$release"; then

@@ -35,6 +35,9 @@ PROC_CAPABILITIES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE:
 SYSTEM_PYTHONS = ("/usr/bin/python3",)
 
 
+KCONFIG_H = "include/linux/kconfig.h"
+
+
 class EnvironmentProblem(Exception):
     """Something outside the exporter is missing; the message says what and how to fix it."""
 
@@ -105,8 +108,17 @@ def check_capabilities(status_path: str = "/proc/self/status") -> None:
 
 def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | None:
     """None when bcc will find kernel headers for ``release``, else what to install."""
-    if Path(modules_root, release, "build", "include").is_dir():
-        return None
+    build = Path(modules_root, release, "build")
+    if build.joinpath("include").is_dir():
+        # bcc includes linux/kconfig.h first, from build/ or the split source/ (Debian); a
+        # tree without it makes bcc print "Unable to find kernel headers" and crash.
+        if any(Path(modules_root, release, d, KCONFIG_H).is_file() for d in ("build", "source")):
+            return None
+        return (
+            f"kernel headers for Linux {release} in {build} are incomplete (no {KCONFIG_H} "
+            "there or in source/): reinstall them, or run scripts/install.sh (it replaces "
+            "build and source when they are links)"
+        )
     if hostfs.sysfs("kernel/kheaders.tar.xz").exists():
         return None  # CONFIG_IKHEADERS: bcc unpacks the kernel's own headers
     if os.environ.get("NETSNOOP_CONTAINER"):  # set by the Dockerfile: the image has none

@@ -33,6 +33,9 @@ def test_missing_capability_message_names_it(tmp_path):
 def test_headers_problem_names_the_package(tmp_path):
     assert "apt-get install linux-headers-9.9.9-x" in headers_problem("9.9.9-x", str(tmp_path))
     (tmp_path / "9.9.9-x" / "build" / "include").mkdir(parents=True)
+    assert "are incomplete (no include/linux/kconfig.h" in headers_problem("9.9.9-x", str(tmp_path))
+    (tmp_path / "9.9.9-x" / "source" / "include" / "linux").mkdir(parents=True)
+    (tmp_path / "9.9.9-x" / "source" / "include" / "linux" / "kconfig.h").write_text("")
     assert headers_problem("9.9.9-x", str(tmp_path)) is None
 
 
