@@ -25,6 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.kernel.sysctl import local_port_range
 
 REPO = Path(__file__).resolve().parents[1]
+# A config with the TCP connection collector only (and watch, always on): quick to start.
+ONLY_TCP = """
+collectors:
+  socket_traffic: {enabled: false}
+  udp_sends: {enabled: false}
+  packet_drops: {enabled: false}
+  udp_unreachable: {enabled: false}
+  listen_queue: {enabled: false}
+"""
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_host_paths import ONLY_TCP
-from tests.helpers import REPO, ExporterProcess
+from tests.helpers import ONLY_TCP, REPO, ExporterProcess
 
 pytestmark = pytest.mark.root
 

@@ -12,16 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, ExporterProcess, bpf_unavailable_reason, parse_logfmt
-
-ONLY_TCP = """
-collectors:
-  socket_traffic: {enabled: false}
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-"""
+from tests.helpers import ONLY_TCP, REPO, ExporterProcess, bpf_unavailable_reason, parse_logfmt
 
 
 @pytest.mark.root
