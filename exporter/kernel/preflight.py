@@ -33,9 +33,7 @@ PROC_CAPABILITIES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE:
 # Where distributions install bcc's Python bindings (Debian's python3-bpfcc, Fedora's
 # python3-bcc): only for the distribution's own interpreter.
 SYSTEM_PYTHONS = ("/usr/bin/python3",)
-
-
-KCONFIG_H = "include/linux/kconfig.h"
+KCONFIG_H = "include/linux/kconfig.h"  # the first header bcc includes
 
 
 class EnvironmentProblem(Exception):
