@@ -80,3 +80,4 @@ def configure(level: str, log_format: str, stream: TextIO | None = None) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    logging.captureWarnings(True)  # Python warnings too, as log lines of source=py.warnings

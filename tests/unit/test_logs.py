@@ -19,6 +19,7 @@ def logged():
     yield stream
     root.handlers[:], level = saved
     root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 AWKWARD = 'listening on 127.0.0.1:1, comm "a=b"\\ \t\u2028é\n second line'
