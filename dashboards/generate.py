@@ -239,7 +239,7 @@ PROGRAMS_UNATTACHED = Panel(
     [
         Query(
             "sum by (instance) (1 - min_over_time("
-            f"netsnoop_program_attached{{{HOST}}}[$__rate_interval]))",
+            f"netsnoop_bpf_program_attached{{{HOST}}}[$__rate_interval]))",
             "{{instance}}",
         )
     ],
@@ -631,9 +631,9 @@ EXPORTER_HEALTH = Dashboard(
             "none",
             [
                 Query(
-                    "min by (instance, program) (min_over_time("
-                    f"netsnoop_program_attached{{{HOST}}}[$__rate_interval]))",
-                    "{{instance}} {{program}}",
+                    "min by (instance, collector, program) (min_over_time("
+                    f"netsnoop_bpf_program_attached{{{HOST}}}[$__rate_interval]))",
+                    "{{instance}} {{collector}} {{program}}",
                 )
             ],
         ),
@@ -644,9 +644,9 @@ EXPORTER_HEALTH = Dashboard(
             "percentunit",
             [
                 Query(
-                    f"{gauge_max('netsnoop_map_entries', 'instance, map')}"
-                    f" / {gauge_max('netsnoop_map_capacity', 'instance, map')}",
-                    "{{instance}} {{map}}",
+                    f"{gauge_max('netsnoop_bpf_map_entries', 'instance, collector, map')}"
+                    f" / {gauge_max('netsnoop_bpf_map_capacity', 'instance, collector, map')}",
+                    "{{instance}} {{collector}} {{map}}",
                 )
             ],
         ),
@@ -656,8 +656,9 @@ EXPORTER_HEALTH = Dashboard(
             "ops",
             [
                 Query(
-                    f"sum by (instance, map) ({rate('netsnoop_map_update_failures_total', HOST)})",
-                    "{{instance}} {{map}}",
+                    "sum by (instance, collector, map) "
+                    f"({rate('netsnoop_bpf_map_update_failures_total', HOST)})",
+                    "{{instance}} {{collector}} {{map}}",
                 )
             ],
         ),
@@ -668,7 +669,7 @@ EXPORTER_HEALTH = Dashboard(
             "ops",
             [
                 Query(
-                    f"sum by (instance, reason) ({rate('netsnoop_events_lost_total', HOST)})",
+                    f"sum by (instance, reason) ({rate('netsnoop_watch_events_lost_total', HOST)})",
                     "{{instance}} {{reason}}",
                 )
             ],

@@ -6,14 +6,14 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
 
-from exporter import __version__
+from exporter import __version__, logs
 from exporter.config import ConfigError, default_config_path, load_config
+from exporter.kernel import hostfs
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
 from exporter.otlp import (
     OtlpOutput,
@@ -64,27 +64,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="path under which to expose metrics (default /metrics)",
     )
     parser.add_argument(
+        "--path.procfs",
+        dest="procfs",
+        default="/proc",
+        help="procfs mount point, e.g. the host's mounted in a container (default /proc)",
+    )
+    parser.add_argument(
+        "--path.sysfs",
+        dest="sysfs",
+        default="/sys",
+        help="sysfs mount point; tracefs is looked for under it (default /sys)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
-        choices=["debug", "info", "warn", "error"],
+        choices=list(logs.LEVELS),
         help="only log messages at or above this level",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=logs.FORMATS,
+        help="output format of log messages, one per line on stderr (default logfmt)",
     )
     parser.add_argument("--version", action="version", version=f"netsnoop-exporter {__version__}")
     return parser
 
 
 def fail(message: str, status: int) -> int:
-    print(f"netsnoop-exporter: {message}", file=sys.stderr)
+    log.error(message)
     return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = "WARNING" if args.log_level == "warn" else args.log_level.upper()
-    logging.basicConfig(
-        level=level, format="ts=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         config = load_config(args.config_file)
     except ConfigError as error:
@@ -104,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem := missing_package_problem(sdk_modules(otlp_settings.protocol))
     ):
         return fail(problem, EXIT_ENVIRONMENT)
+    hostfs.configure(args.procfs, args.sysfs)
     try:
         check_environment()
     except EnvironmentProblem as error:
@@ -146,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("listening on %s", args.listen_address)
     began = time.monotonic()
     exporter.start()
-    log.info("ready in %.2fs", time.monotonic() - began)
+    if exporter.ready.is_set():
+        log.info("ready in %.2fs", time.monotonic() - began)
+    else:
+        log.error("started in %.2fs, not ready: /healthz answers 503", time.monotonic() - began)
     otlp = None
     if otlp_settings.enabled:
         resource = resource_attributes(config.kubernetes.node_name, os.environ)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.kernel import netns, procfs, sockets
+from exporter.kernel import hostfs, netns, procfs, sockets
 from exporter.kernel.sockets import ListeningSocket
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class ListenerView:
 def read_view(proc_root: str, run_netns: str, max_namespaces: int) -> ListenerView:
     """Listeners and half-open handshakes of every network namespace, with their owners."""
     view = ListenerView()
-    own = netns.own_namespace(proc_root)
+    own = netns.own_namespace()
     found = netns.network_namespaces(proc_root, run_netns)
     found.setdefault(own, "")
     # own namespace first, then by inode, so a limit always drops the same ones
@@ -125,10 +125,10 @@ class ListenerDirectory:
     it at the start of every snapshot, so both collectors of one snapshot share one read."""
 
     def __init__(
-        self, max_namespaces: int, proc_root: str = "/proc", run_netns: str = netns.RUN_NETNS
+        self, max_namespaces: int, proc_root: str | None = None, run_netns: str = netns.RUN_NETNS
     ) -> None:
         self.max_namespaces = max_namespaces
-        self.proc_root = proc_root
+        self.proc_root = proc_root or str(hostfs.procfs())  # --path.procfs: the host's
         self.run_netns = run_netns
         self._lock = threading.Lock()
         self._view: ListenerView | None = None

@@ -169,7 +169,10 @@ def sdk_modules(protocol: str) -> tuple[str, ...]:
 
 # Labels with an OpenTelemetry semantic-convention attribute, whatever the metric.
 SEMCONV_ATTRIBUTES = {
-    "comm": "process.executable.name",
+    # comm is the name of the thread that made the call (15 bytes, renamable with prctl):
+    # neither thread.name (the basename of /proc/<pid>/exe) nor process.command
+    # (argv[0]). The conventions' thread.name is what it is.
+    "comm": "thread.name",
     "uid": "process.real_user.id",  # the real uid, which BPF records (not the effective one)
     "namespace": "k8s.namespace.name",
     "pod": "k8s.pod.name",
@@ -179,6 +182,7 @@ PORT_ATTRIBUTES = {"peer": "network.peer.port", "local": "network.local.port"}
 PORT_SIDE_BY_DIRECTION = {"outbound": "peer", "inbound": "local"}
 INTEGER_ATTRIBUTES = frozenset({"process.real_user.id", *PORT_ATTRIBUTES.values()})
 UCUM_UNITS = {"seconds": "s", "bytes": "By"}
+NETWORK_TYPES = frozenset({"ipv4", "ipv6"})  # the values network.type defines
 
 TCP = (("network.transport", "tcp"),)
 UDP = (("network.transport", "udp"),)
@@ -225,15 +229,15 @@ METRICS: dict[str, OtlpMetric] = {
     ),
     "netsnoop_listen_drops": OtlpMetric("netsnoop.listen.drops", "{packet}", TCP, port="local"),
     "netsnoop_watch_events": OtlpMetric("netsnoop.watch.events", "{event}"),
-    "netsnoop_events_lost": OtlpMetric("netsnoop.watch.lost_events", "{event}"),
+    "netsnoop_watch_events_lost": OtlpMetric("netsnoop.watch.lost_events", "{event}"),
     "netsnoop_watch_hook_runs": OtlpMetric("netsnoop.watch.hook.runs", "{run}"),
     "netsnoop_build_info": OtlpMetric("netsnoop.build.info", "1"),
-    "netsnoop_program_attached": OtlpMetric("netsnoop.bpf.program.attached", "1"),
+    "netsnoop_bpf_program_attached": OtlpMetric("netsnoop.bpf.program.attached", "1"),
     "netsnoop_bpf_program_run_seconds": OtlpMetric("netsnoop.bpf.program.run.time", "s"),
     "netsnoop_bpf_program_runs": OtlpMetric("netsnoop.bpf.program.runs", "{run}"),
-    "netsnoop_map_entries": OtlpMetric("netsnoop.bpf.map.entries", "{entry}"),
-    "netsnoop_map_capacity": OtlpMetric("netsnoop.bpf.map.capacity", "{entry}"),
-    "netsnoop_map_update_failures": OtlpMetric("netsnoop.bpf.map.update_failures", "{update}"),
+    "netsnoop_bpf_map_entries": OtlpMetric("netsnoop.bpf.map.entries", "{entry}"),
+    "netsnoop_bpf_map_capacity": OtlpMetric("netsnoop.bpf.map.capacity", "{entry}"),
+    "netsnoop_bpf_map_update_failures": OtlpMetric("netsnoop.bpf.map.update_failures", "{update}"),
     "netsnoop_collector_success": OtlpMetric("netsnoop.collector.success", "1"),
     "netsnoop_series_overflow": OtlpMetric("netsnoop.series.overflow", "{increment}"),
     "netsnoop_scrape_duration_seconds": OtlpMetric("netsnoop.snapshot.duration", "s"),
@@ -273,6 +277,8 @@ def attributes(
         if text == "":
             continue
         key = attribute_name(label, metric, labels.get("direction", ""))
+        if key == "network.type" and text not in NETWORK_TYPES:
+            key = "netsnoop.protocol"  # arp, a bare ethertype: no network.type value
         result[key] = int(text) if key in INTEGER_ATTRIBUTES and text.isdigit() else text
     return result
 

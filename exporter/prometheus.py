@@ -22,7 +22,9 @@ class SnapshotCollector:
     def collect(self) -> Iterator[Metric]:
         for family in self.source.current().families:
             metric_type = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
-            metric = metric_type(family.name, family.documentation, labels=family.label_names)
+            metric = metric_type(
+                family.name, family.documentation, labels=family.label_names, unit=family.unit
+            )
             for label_values, value in family.samples.items():
                 metric.add_metric(label_values, value)
             yield metric

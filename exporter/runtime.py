@@ -56,10 +56,10 @@ def self_metrics(
     )
     build.set((__version__, bcc_version(), platform.release()), 1)
     attached = MetricFamily(
-        "netsnoop_program_attached",
+        "netsnoop_bpf_program_attached",
         "gauge",
         "1 when the BPF program is attached to its tracepoint, 0 when it could not be.",
-        ("program",),
+        ("collector", "program"),
     )
     success = MetricFamily(
         "netsnoop_collector_success",
@@ -67,24 +67,29 @@ def self_metrics(
         "1 when the collector's last read succeeded.",
         ("collector",),
     )
-    entries = MetricFamily("netsnoop_map_entries", "gauge", "Entries in the BPF map now.", ("map",))
+    entries = MetricFamily(
+        "netsnoop_bpf_map_entries", "gauge", "Entries in the BPF map now.", ("collector", "map")
+    )
     capacity = MetricFamily(
-        "netsnoop_map_capacity", "gauge", "Maximum entries of the BPF map.", ("map",)
+        "netsnoop_bpf_map_capacity",
+        "gauge",
+        "Maximum entries of the BPF map.",
+        ("collector", "map"),
     )
     failures = MetricFamily(
-        "netsnoop_map_update_failures",
+        "netsnoop_bpf_map_update_failures",
         "counter",
         "Updates the BPF side lost because the map was full.",
-        ("map",),
+        ("collector", "map"),
     )
     for collector in collectors:
         success.set((collector.name,), 1.0 if collector_ok.get(collector.name) else 0.0)
         for program, is_attached in collector.program_status().items():
-            attached.set((program,), 1.0 if is_attached else 0.0)
+            attached.set((collector.name, program), 1.0 if is_attached else 0.0)
         for stats in collector.map_stats():
-            entries.set((stats.name,), stats.entries)
-            capacity.set((stats.name,), stats.capacity)
-            failures.set((stats.name,), stats.update_failures)
+            entries.set((collector.name, stats.name), stats.entries)
+            capacity.set((collector.name, stats.name), stats.capacity)
+            failures.set((collector.name, stats.name), stats.update_failures)
     duration = MetricFamily(
         "netsnoop_scrape_duration_seconds",
         "gauge",

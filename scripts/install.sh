@@ -4,8 +4,12 @@
 #   - kernel headers for bcc: linux-headers-$(uname -r), or else the nearest linux-headers
 #     package linked as /lib/modules/$(uname -r)/{build,source},
 #   - a venv on /usr/bin/python3 that sees the system bcc, with the package installed into it.
-# Usage: scripts/install.sh [--editable] [--extras test,otlp] [--no-kernel-headers]
+# It never installs a kernel image, an initramfs or a bootloader change, and can be run again.
+# Usage: scripts/install.sh [--editable] [--extras test,otlp] [--no-kernel-headers] [--systemd]
 #   --no-kernel-headers: for container images, which use the host's headers mounted at run time.
+#   --systemd: also install deploy/systemd/netsnoop-exporter.service (ExecStart: this venv) and
+#              /etc/netsnoop-exporter/netsnoop.yaml (kept when it exists), and enable the service
+#              when systemd is running.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,12 +17,15 @@ VENV=${NETSNOOP_VENV:-$ROOT/.venv}
 EDITABLE=""
 EXTRAS=""
 KERNEL_HEADERS=1
+SYSTEMD=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --editable) EDITABLE="-e" ;;
     --extras) EXTRAS="[$2]"; shift ;;
     --no-kernel-headers) KERNEL_HEADERS="" ;;
-    *) echo "usage: $0 [--editable] [--extras LIST] [--no-kernel-headers]" >&2; exit 2 ;;
+    --systemd) SYSTEMD=1 ;;
+    *) echo "usage: $0 [--editable] [--extras LIST] [--no-kernel-headers] [--systemd]" >&2
+       exit 2 ;;
   esac
   shift
 done
@@ -46,7 +53,19 @@ apt_install python3 python3-venv python3-pip python3-bpfcc ca-certificates
 # kernel (tracefs, BTF), so headers of a nearby version are enough.
 HEADERS_ROOT=${NETSNOOP_HEADERS_ROOT:-/usr/src/netsnoop-exporter}
 release=$(uname -r)
-modules_dir=/lib/modules/$release
+modules_dir=${NETSNOOP_MODULES_ROOT:-/lib/modules}/$release
+# bcc includes linux/kconfig.h first, from build/ or (Debian's split) source/; without it bcc
+# prints "Unable to find kernel headers" and crashes.
+headers_complete() {
+  [ -d "$modules_dir/build/include" ] && {
+    [ -f "$modules_dir/build/include/linux/kconfig.h" ] ||
+      [ -f "$modules_dir/source/include/linux/kconfig.h" ]; }
+}
+# Whether installing these packages would bring a kernel image (Debian's linux-headers-*
+# depend on theirs): apt-get's own simulation says.
+brings_kernel_image() {
+  apt-get install -s --no-install-recommends "$@" 2>/dev/null | grep -q '^Inst linux-image-'
+}
 nearest_headers_package() {
   local arch running candidates pkg version nearest=""
   arch=$(dpkg --print-architecture)
@@ -78,15 +97,27 @@ unpack_headers() {  # $1: a linux-headers-<version>-<arch> package; unpacked, ne
     rm -rf "$work"
   fi
   mkdir -p "$modules_dir"
+  for link in build source; do
+    if [ -e "$modules_dir/$link" ] && [ ! -L "$modules_dir/$link" ]; then
+      echo "$modules_dir/$link is not a link: move it away and run $0 again" >&2; exit 1
+    fi
+  done
   ln -sfn "$HEADERS_ROOT/$pkg" "$modules_dir/build"
   ln -sfn "$HEADERS_ROOT/$common" "$modules_dir/source"
 }
 if [ -z "$KERNEL_HEADERS" ]; then
   echo "kernel headers: not installed (--no-kernel-headers); mount the host's at run time"
-elif [ -d "$modules_dir/build/include" ] || [ -e /sys/kernel/kheaders.tar.xz ]; then
+elif headers_complete || [ -e /sys/kernel/kheaders.tar.xz ]; then
   echo "kernel headers for $release: present"
 elif apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
-  apt_install "linux-headers-$release"
+  if brings_kernel_image "linux-headers-$release"; then
+    echo "linux-headers-$release would bring a linux-image package: unpacking it into" \
+         "$HEADERS_ROOT instead"
+    unpack_headers "linux-headers-$release"
+  else
+    echo "kernel headers: installing linux-headers-$release (its kernel image is the running one)"
+    apt_install "linux-headers-$release"
+  fi
 else
   nearest=$(nearest_headers_package)
   if [ -z "$nearest" ]; then
@@ -109,3 +140,24 @@ fi
   exit 1
 }
 echo "installed: $VENV/bin/netsnoop-exporter"
+
+if [ -n "$SYSTEMD" ]; then
+  UNIT_DIR=${NETSNOOP_SYSTEMD_DIR:-/etc/systemd/system}
+  CONFIG_DIR=${NETSNOOP_CONFIG_DIR:-/etc/netsnoop-exporter}
+  mkdir -p "$UNIT_DIR" "$CONFIG_DIR"
+  if [ ! -e "$CONFIG_DIR/netsnoop.yaml" ]; then
+    install -m 0644 "$ROOT/config/netsnoop.yaml" "$CONFIG_DIR/netsnoop.yaml"
+  fi
+  sed -e "s|/opt/netsnoop-exporter/.venv/bin/|$VENV/bin/|" \
+      -e "s|file:/opt/netsnoop-exporter/|file:$ROOT/|" \
+      -e "s|/etc/netsnoop-exporter/|$CONFIG_DIR/|" \
+      "$ROOT/deploy/systemd/netsnoop-exporter.service" > "$UNIT_DIR/netsnoop-exporter.service"
+  echo "installed: $UNIT_DIR/netsnoop-exporter.service (config: $CONFIG_DIR/netsnoop.yaml)"
+  if [ -d /run/systemd/system ] && [ -z "${NETSNOOP_SYSTEMD_DIR:-}" ]; then
+    systemctl daemon-reload
+    systemctl enable --now netsnoop-exporter.service
+  else
+    echo "systemd is not running here: start it later with" \
+         "systemctl daemon-reload && systemctl enable --now netsnoop-exporter"
+  fi
+fi

@@ -13,7 +13,8 @@ cd "$ROOT"
 # prometheus: a real server scrapes over TLS with basic auth; promtool checks the exposition.
 # openssl makes test certificates; gcc builds the process-churn helper.
 # podman, runc and debootstrap build and run the container image (about 1.5 minutes).
-# systemd brings systemd-socket-activate, for the socket-activated listener tests.
+# systemd brings systemd-socket-activate (socket-activated listener tests) and
+# systemd-analyze, which checks deploy/systemd's unit (systemd need not run).
 TEST_APT_PACKAGES=(iproute2 nftables iptables bpftool util-linux libcap2-bin prometheus openssl gcc libc6-dev podman runc debootstrap systemd)
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +25,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.kernel.sysctl import local_port_range
 
 REPO = Path(__file__).resolve().parents[1]
+# A config with the TCP connection collector only (and watch, always on): quick to start. The
+# budget is wide so that other tests' traffic on this machine never folds ours into "other".
+ONLY_TCP = """
+collectors:
+  socket_traffic: {enabled: false}
+  udp_sends: {enabled: false}
+  packet_drops: {enabled: false}
+  udp_unreachable: {enabled: false}
+  listen_queue: {enabled: false}
+cardinality:
+  series_per_metric: 1000000
+"""
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -55,6 +70,35 @@ def value(series: Series, name: str, **labels: str) -> float:
     return sum(v for (n, lbls), v in series.items() if n == name and wanted <= lbls)
 
 
+_LOGFMT_PAIR = r'([^\s="]+)=("(?:[^"\\\x00-\x1f]|\\.)*"|[^\s="\\]+)'
+_LOGFMT_LINE = re.compile(rf"{_LOGFMT_PAIR}(?: {_LOGFMT_PAIR})*")
+LOG_LEVELS = {"debug", "info", "warn", "error"}
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """Strict logfmt: key=value pairs split by one space, a value bare or double-quoted with
+    JSON escapes; anything else (a bare space, a stray quote, a second line) is an error."""
+    if not _LOGFMT_LINE.fullmatch(line):
+        raise ValueError(f"not logfmt: {line!r}")
+    pairs = re.findall(_LOGFMT_PAIR, line)
+    return {key: json.loads(v) if v.startswith('"') else v for key, v in pairs}
+
+
+def parse_log_line(line: str, log_format: str) -> dict[str, str]:
+    """One line of the exporter's log, checked: RFC 3339 UTC time, lower-case level, message."""
+    event = json.loads(line) if log_format == "json" else parse_logfmt(line)
+    assert isinstance(event, dict) and set(event) >= {"ts", "level", "source", "msg"}, line
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event["ts"]), line
+    datetime.fromisoformat(event["ts"])
+    assert event["level"] in LOG_LEVELS, line
+    return event
+
+
+def log_format_of(args: tuple[str, ...] | list[str]) -> str:
+    formats = [arg.split("=", 1)[1] for arg in args if arg.startswith("--log.format=")]
+    return formats[-1] if formats else "logfmt"
+
+
 class ExporterProcess:
     """The real exporter, run as a separate process the way users run it."""
 
@@ -78,11 +122,13 @@ class ExporterProcess:
             config_file = tmp_path / "netsnoop.yaml"
             config_file.write_text(config_text)
             args.append(f"--config.file={config_file}")
-        self.log_path = tmp_path / f"exporter-{self.port}.log"
+        self.log_format = log_format_of(extra_args)
+        self.log_path = tmp_path / f"exporter-{self.port}.log"  # stderr: the exporter's log
         self._log = self.log_path.open("wb")
+        self._stdout = (tmp_path / f"exporter-{self.port}.stdout").open("wb")  # watch events
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [*args, *extra_args], cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
+            [*args, *extra_args], cwd=REPO, stdout=self._stdout, stderr=self._log
         )
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -123,10 +169,16 @@ class ExporterProcess:
         return self.scrape()
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def log_events(self) -> list[dict[str, str]]:
+        """Every line the exporter logged, each parsed strictly in its --log.format."""
+        return [parse_log_line(line, self.log_format) for line in self.log().splitlines()]
+
     def stop(self, timeout: float = 5.0) -> int:
+        """Stops the exporter, and checks that every line of its log parses."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -134,7 +186,10 @@ class ExporterProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        events = self.log_events()
         self._log.close()
+        self._stdout.close()
+        assert events or self.process.returncode < 0, "the exporter logged nothing"
         return self.process.returncode
 
 

@@ -1,6 +1,6 @@
 """The watch event log: matched events from the programs that paste bpf/watch.h, written as
 JSON lines and handed to hooks, plus netsnoop_watch_events_total and
-netsnoop_events_lost_total.
+netsnoop_watch_events_lost_total.
 
 This collector's own BPF program (bpf/process_lineage.c) remembers each process's parent and
 name at fork and exec, so an event from a client that exited milliseconds after its connect
@@ -207,7 +207,7 @@ class WatchCollector(BpfCollector):
         for index, rule in enumerate(self.rules):
             events.set((rule.name,), matched[index] + self.swept[index])
         lost = MetricFamily(
-            "netsnoop_events_lost",
+            "netsnoop_watch_events_lost",
             "counter",
             "Watch events not logged: perf buffer overflow (buffer) or over the rule's rate "
             "limit (rate_limit).",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +140,34 @@ def release_compiler_memory(smaps_path: Path = Path("/proc/self/smaps")) -> None
         libc.madvise(start, length, MADV_DONTNEED)
 
 
+REFUSED = (
+    "; bpf() was refused (EPERM) although the capabilities are there: a seccomp profile (a "
+    "container runtime's default) or kernel lockdown (/sys/kernel/security/lockdown) forbids it"
+)
+
+
+@contextlib.contextmanager
+def c_output_logged(lines: list[str] | None = None) -> Iterator[None]:
+    """bcc and libbpf print to descriptor 2 ("could not open bpf map: ..."): catch it and log
+    each line, so that every line of the exporter's stderr stays logfmt or JSON. The lines
+    are also appended to ``lines``, for the error message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    log.warning("bcc: %s", line.strip())
+                    if lines is not None:
+                        lines.append(line.strip())
+
+
 class BpfProgram:
     """One compiled BPF source with its tracepoint handlers, each attached or not on its own."""
 
@@ -169,24 +201,28 @@ class BpfProgram:
             + "".join(bpf_source(name) for name in shared_sources)
             + bpf_source(source_file)
         )
+        c_output: list[str] = []
         try:
             from bcc import BPF  # imported here: bcc is heavy and only the kernel layer needs it
 
-            self._bpf: Any = BPF(text=source, cflags=["-w"])
+            with c_output_logged(c_output):
+                self._bpf: Any = BPF(text=source, cflags=["-w"])
         except ImportError as error:
             raise BpfLoadError(
                 "bcc is not importable: install Debian's python3-bpfcc and use a venv made with "
                 "--system-site-packages on /usr/bin/python3 (scripts/install.sh does both)"
             ) from error
         except Exception as error:  # bcc raises bare Exception on compile/load failures
-            raise BpfLoadError(f"{source_file}: {error}") from error
+            refused = any("Operation not permitted" in line for line in c_output)
+            raise BpfLoadError(f"{source_file}: {error}{REFUSED if refused else ''}") from error
         for spec in specs:
             self.attached[spec.name] = False
             if spec.tracepoint not in available:
                 log.warning("program %s disabled: %s", spec.name, self.problems[spec.name])
                 continue
             try:
-                self._bpf.attach_tracepoint(tp=spec.attach_to, fn_name=spec.function)
+                with c_output_logged():
+                    self._bpf.attach_tracepoint(tp=spec.attach_to, fn_name=spec.function)
             except Exception as error:
                 self.problems[spec.name] = str(error)
                 log.warning("program %s not attached: %s", spec.name, error)

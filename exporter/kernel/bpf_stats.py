@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PROC = Path("/proc")
+from exporter.kernel import hostfs
+
+SELF = Path("/proc/self")  # the exporter's own file descriptors, whatever --path.procfs says
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,16 @@ def parse_fdinfo(text: str) -> ProgramRunStats | None:
         return None
 
 
-def stats_enabled(proc: Path = PROC) -> bool:
+def stats_enabled(proc: Path | None = None) -> bool:
     try:
-        return (proc / "sys/kernel/bpf_stats_enabled").read_text().strip() == "1"
+        sysctl = (proc or hostfs.procfs()) / "sys/kernel/bpf_stats_enabled"
+        return sysctl.read_text().strip() == "1"
     except OSError:
         return False
 
 
-def program_run_stats(program_fd: int, proc: Path = PROC) -> ProgramRunStats | None:
+def program_run_stats(program_fd: int, self_dir: Path = SELF) -> ProgramRunStats | None:
     try:
-        return parse_fdinfo((proc / "self/fdinfo" / str(program_fd)).read_text())
+        return parse_fdinfo((self_dir / "fdinfo" / str(program_fd)).read_text())
     except OSError:
         return None

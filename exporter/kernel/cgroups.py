@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from exporter.kernel import hostfs
+
 
 class CgroupTreeMissing(Exception):
     """No cgroup v2 hierarchy where the configuration says."""
@@ -52,10 +54,10 @@ def cgroup_paths(root: Path, wanted: Iterable[int]) -> dict[int, str]:
     return found
 
 
-def process_cgroup_id(pid: int, root: Path, proc_root: str = "/proc") -> int:
+def process_cgroup_id(pid: int, root: Path, proc_root: str | None = None) -> int:
     """The cgroup v2 id of a process (0 when unknown), from its ``0::<path>`` line."""
     try:
-        lines = Path(proc_root, str(pid), "cgroup").read_text().splitlines()
+        lines = Path(proc_root or hostfs.procfs(), str(pid), "cgroup").read_text().splitlines()
     except OSError:
         return 0
     for line in lines:

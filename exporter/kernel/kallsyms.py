@@ -8,10 +8,15 @@ streams the file once per batch of new addresses and remembers only the answers.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from collections.abc import Iterable, Iterator
+from typing import IO
 
-KALLSYMS = "/proc/kallsyms"
+from exporter.kernel import hostfs
+
+log = logging.getLogger(__name__)
+
 UNKNOWN = "unknown"  # hidden addresses (kptr_restrict), or outside every text symbol
 TEXT_TYPES = frozenset("tTwW")  # code; data symbols between functions would mislead
 CACHE_LIMIT = 8192  # answers kept; past it the cache starts over
@@ -58,9 +63,10 @@ def nearest_symbols(symbols: Iterable[tuple[int, str]], addresses: Iterable[int]
 class KernelSymbols:
     """Resolves and caches; the path is injectable so tests can use a written table."""
 
-    def __init__(self, path: str | os.PathLike[str] = KALLSYMS) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = path or hostfs.procfs("kallsyms")
         self._cache: dict[int, str] = {}
+        self._checked = False
 
     def resolve(self, addresses: Iterable[int]) -> dict[int, str]:
         """Function name per address (``unknown`` when kallsyms cannot say); never raises."""
@@ -76,7 +82,34 @@ class KernelSymbols:
         real = {a for a in addresses if a}
         try:
             with open(self.path, encoding="utf-8", errors="replace") as table:
+                if not self._checked:
+                    self._warn_if_hidden(table)
+                    table.seek(0)
                 found = nearest_symbols(text_symbols(table), real)
-        except OSError:
+        except OSError as error:
+            if not self._checked:
+                self._checked = True
+                log.warning(
+                    "drop symbols will be %r: cannot read %s: %s", UNKNOWN, self.path, error
+                )
             found = {}
         return {address: found.get(address, UNKNOWN) for address in addresses}
+
+    def _warn_if_hidden(self, table: IO[str]) -> None:
+        """Once: say why every symbol will be unknown when the kernel hides the addresses (the
+        first code symbol's address is zero; absolute symbols may be zero anyway)."""
+        self._checked = True
+        first_code = next((f for f in map(str.split, table) if f[1:2] and f[1] in TEXT_TYPES), None)
+        if first_code is None or first_code[0].strip("0"):
+            return
+        try:
+            restrict = hostfs.procfs("sys/kernel/kptr_restrict").read_text().strip()
+        except OSError:
+            restrict = "?"
+        log.warning(
+            "drop symbols will be %r: %s shows no kernel addresses (kernel.kptr_restrict=%s): "
+            "grant CAP_SYSLOG, and set kernel.kptr_restrict to 0 or 1",
+            UNKNOWN,
+            self.path,
+            restrict,
+        )

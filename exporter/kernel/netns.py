@@ -19,7 +19,7 @@ CLONE_NEWNET = 0x40000000
 RUN_NETNS = "/run/netns"  # where `ip netns add` pins namespaces that may have no process
 
 
-def network_namespaces(proc_root: str = "/proc", run_netns: str = RUN_NETNS) -> dict[int, str]:
+def network_namespaces(proc_root: str, run_netns: str = RUN_NETNS) -> dict[int, str]:
     """Namespace inode -> a path to enter it by: each distinct /proc/<pid>/ns/net, plus the
     namespaces pinned under /run/netns. A process that exits meanwhile is skipped."""
     found: dict[int, str] = {}
@@ -43,8 +43,9 @@ def network_namespaces(proc_root: str = "/proc", run_netns: str = RUN_NETNS) -> 
     return found
 
 
-def own_namespace(proc_root: str = "/proc") -> int:
-    return os.stat(os.path.join(proc_root, "thread-self", "ns", "net")).st_ino
+def own_namespace() -> int:
+    """The exporter's own namespace: /proc/thread-self, whatever --path.procfs says."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
 
 
 @functools.cache

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import logging
 import os
 import platform
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.kernel.tracefs import TRACEFS_CANDIDATES
+from exporter.kernel import hostfs
+from exporter.kernel.tracefs import tracefs_candidates
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +30,45 @@ CAPABILITY_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_PERFMON: "CAP_PERFMON", 
 PROC_CAPABILITIES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE: "CAP_SYS_PTRACE"}
 
 
+# Where distributions install bcc's Python bindings (Debian's python3-bpfcc, Fedora's
+# python3-bcc): only for the distribution's own interpreter.
+SYSTEM_PYTHONS = ("/usr/bin/python3",)
+KCONFIG_H = "include/linux/kconfig.h"  # the first header bcc includes
+
+
 class EnvironmentProblem(Exception):
     """Something outside the exporter is missing; the message says what and how to fix it."""
+
+
+def python_with_bcc(candidates: Sequence[str]) -> str | None:
+    """The first interpreter that can import bcc (asked in a child process), if any."""
+    for python in candidates:
+        if not os.access(python, os.X_OK):
+            continue
+        probe = subprocess.run([python, "-c", "import bcc"], capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return python
+    return None
+
+
+def check_bcc(candidates: Sequence[str] = SYSTEM_PYTHONS) -> None:
+    """Fails, naming the interpreter that has bcc, when this one cannot import it: a venv made
+    on another Python (pyenv, a python.org build) does not see the distribution's bcc."""
+    try:
+        importlib.import_module("bcc")
+    except ImportError as error:
+        here = f"{sys.executable} (Python {platform.python_version()})"
+        having = python_with_bcc(candidates)
+        if having is None:
+            raise EnvironmentProblem(
+                f"bcc cannot be imported from {here}: {error}; install the distribution's bcc "
+                "(apt-get install python3-bpfcc) and run scripts/install.sh"
+            ) from None
+        raise EnvironmentProblem(
+            f"bcc cannot be imported from {here}: {error}; {having} has it: run the exporter "
+            f"from a venv made with '{having} -m venv --system-site-packages' "
+            "(scripts/install.sh makes one in .venv)"
+        ) from None
 
 
 def effective_capabilities(status_path: str = "/proc/self/status") -> int:
@@ -64,9 +106,18 @@ def check_capabilities(status_path: str = "/proc/self/status") -> None:
 
 def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | None:
     """None when bcc will find kernel headers for ``release``, else what to install."""
-    if Path(modules_root, release, "build", "include").is_dir():
-        return None
-    if Path("/sys/kernel/kheaders.tar.xz").exists():
+    build = Path(modules_root, release, "build")
+    if build.joinpath("include").is_dir():
+        # bcc includes linux/kconfig.h first, from build/ or the split source/ (Debian); a
+        # tree without it makes bcc print "Unable to find kernel headers" and crash.
+        if any(Path(modules_root, release, d, KCONFIG_H).is_file() for d in ("build", "source")):
+            return None
+        return (
+            f"kernel headers for Linux {release} in {build} are incomplete (no {KCONFIG_H} "
+            "there or in source/): reinstall them, or run scripts/install.sh (it replaces "
+            "build and source when they are links)"
+        )
+    if hostfs.sysfs("kernel/kheaders.tar.xz").exists():
         return None  # CONFIG_IKHEADERS: bcc unpacks the kernel's own headers
     if os.environ.get("NETSNOOP_CONTAINER"):  # set by the Dockerfile: the image has none
         return (
@@ -78,7 +129,8 @@ def headers_problem(release: str, modules_root: str = "/lib/modules") -> str | N
     return (
         f"kernel headers for Linux {release} not found in {modules_root}/{release}/build: "
         f"install them (apt-get install linux-headers-{release}), or run scripts/install.sh, "
-        "which links the nearest Debian linux-headers package when the exact one does not exist"
+        "which unpacks the nearest Debian linux-headers package (without its kernel image) "
+        "when the exact one does not exist"
     )
 
 
@@ -90,20 +142,22 @@ def check_kernel_headers() -> None:
 
 def ensure_tracefs() -> None:
     """Mount tracefs when nothing is mounted (bare hosts and containers often lack it)."""
-    if any(Path(candidate, "events").is_dir() for candidate in TRACEFS_CANDIDATES):
+    candidates = tracefs_candidates()
+    if any((candidate / "events").is_dir() for candidate in candidates):
         return
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    target = TRACEFS_CANDIDATES[0].encode()
+    target = bytes(candidates[0])
     if libc.mount(b"tracefs", target, b"tracefs", 0, None) != 0:
         error = os.strerror(ctypes.get_errno())
         raise EnvironmentProblem(
-            f"tracefs is not mounted and mounting it at {TRACEFS_CANDIDATES[0]} failed ({error}): "
-            f"mount it with 'mount -t tracefs tracefs {TRACEFS_CANDIDATES[0]}' or bind-mount "
+            f"tracefs is not mounted and mounting it at {candidates[0]} failed ({error}): "
+            f"mount it with 'mount -t tracefs tracefs {candidates[0]}' or bind-mount "
             "the host's /sys/kernel/tracing"
         )
 
 
 def check_environment() -> None:
+    check_bcc()
     check_capabilities()
     check_kernel_headers()
     ensure_tracefs()

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PROC = Path("/proc")
+from exporter.kernel import hostfs
+
+
+def _process(pid: int, proc: Path | None) -> Path:
+    return (proc or hostfs.procfs()) / str(pid)
 
 
 def _read(path: Path) -> bytes | None:
@@ -18,23 +22,23 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def parent_pid(pid: int, proc: Path = PROC) -> int | None:
+def parent_pid(pid: int, proc: Path | None = None) -> int | None:
     """Field 4 of /proc/<pid>/stat; the name before it may hold spaces and parentheses."""
-    stat = _read(proc / str(pid) / "stat")
+    stat = _read(_process(pid, proc) / "stat")
     if stat is None:
         return None
     fields = stat[stat.rfind(b")") + 2 :].split()
     return int(fields[1]) if len(fields) > 1 else None
 
 
-def comm(pid: int, proc: Path = PROC) -> str | None:
-    raw = _read(proc / str(pid) / "comm")
+def comm(pid: int, proc: Path | None = None) -> str | None:
+    raw = _read(_process(pid, proc) / "comm")
     return None if raw is None else raw.rstrip(b"\n").decode(errors="replace")
 
 
-def effective_uid(pid: int, proc: Path = PROC) -> int | None:
+def effective_uid(pid: int, proc: Path | None = None) -> int | None:
     """The second value of the ``Uid:`` line (real, effective, saved, filesystem)."""
-    status = _read(proc / str(pid) / "status")
+    status = _read(_process(pid, proc) / "status")
     if status is None:
         return None
     for line in status.splitlines():
@@ -43,9 +47,9 @@ def effective_uid(pid: int, proc: Path = PROC) -> int | None:
     return None
 
 
-def cmdline(pid: int, proc: Path = PROC) -> list[str] | None:
+def cmdline(pid: int, proc: Path | None = None) -> list[str] | None:
     """The arguments; None for a process that is gone (or a kernel thread, which has none)."""
-    raw = _read(proc / str(pid) / "cmdline")
+    raw = _read(_process(pid, proc) / "cmdline")
     if not raw:
         return None
     return [arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0")]

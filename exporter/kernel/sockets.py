@@ -96,7 +96,7 @@ def skmeminfo_drops(hex_text: str | None) -> int:
     return struct.unpack_from("=I", raw, 4 * SK_MEMINFO_DROPS)[0]
 
 
-def socket_holders(inodes: set[int], proc_root: str = "/proc") -> dict[int, list[int]]:
+def socket_holders(inodes: set[int], proc_root: str) -> dict[int, list[int]]:
     """Every process holding each socket inode, from the ``socket:[N]`` links in /proc/*/fd
     (socket inodes are unique across network namespaces)."""
     holders: dict[int, list[int]] = {}

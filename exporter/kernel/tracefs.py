@@ -13,7 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+from exporter.kernel import hostfs
+
+
+def tracefs_candidates() -> tuple[Path, Path]:
+    """Where tracefs is mounted: its own mount point, or the older one under debugfs."""
+    return hostfs.sysfs("kernel/tracing"), hostfs.sysfs("kernel/debug/tracing")
+
 
 _FIELD_RE = re.compile(
     r"field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d)"
@@ -141,7 +147,8 @@ class Tracefs:
 
 def find_tracefs() -> Path:
     """The first mounted tracefs (preflight.ensure_tracefs mounts one when none is)."""
-    for candidate in TRACEFS_CANDIDATES:
-        if Path(candidate, "events").is_dir():
-            return Path(candidate)
-    return Path(TRACEFS_CANDIDATES[0])
+    candidates = tracefs_candidates()
+    for candidate in candidates:
+        if (candidate / "events").is_dir():
+            return candidate
+    return candidates[0]

@@ -58,7 +58,7 @@ def test_run_stats_appear_only_while_bpf_stats_are_on(exporter, bpf_stats_sysctl
     attached = {
         dict(lbls)["program"]
         for (name, lbls), v in after.items()
-        if name == "netsnoop_program_attached" and v == 1
+        if name == "netsnoop_bpf_program_attached" and v == 1
     }
     reported = {dict(lbls)["program"] for (name, lbls) in after if name == RUNS}
     assert reported == attached

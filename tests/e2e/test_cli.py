@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, parse_logfmt
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -40,9 +40,9 @@ def test_bad_config_exits_2_with_one_line_naming_file_and_key(tmp_path, content,
     bad.write_text(content)
     result = run_cli(f"--config.file={bad}")
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert str(bad) in lines[0] and expected in lines[0]
+    [line] = result.stderr.strip().splitlines()
+    message = parse_logfmt(line)["msg"]
+    assert str(bad) in message and expected in message
     assert "Traceback" not in result.stderr
 
 
@@ -64,7 +64,9 @@ def test_tracepoint_override_for_an_unknown_program_exits_2(tmp_path):
     bad.write_text("tracepoints:\n  tcp_connections.no_such_program: tcp:tcp_send_reset\n")
     result = run_cli(f"--config.file={bad}")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == (
-        f"netsnoop-exporter: {bad}: tracepoints.tcp_connections.no_such_program: "
+    event = parse_logfmt(result.stderr.strip())
+    assert event["level"] == "error"
+    assert event["msg"] == (
+        f"{bad}: tracepoints.tcp_connections.no_such_program: "
         "no such program in an enabled collector"
     )

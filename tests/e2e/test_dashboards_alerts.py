@@ -133,7 +133,8 @@ def in_namespace(host: RemoteHost, code: str, *args: object) -> str:
 class Prometheus:
     """Debian's prometheus on a free loopback port with a temporary data dir."""
 
-    def __init__(self, tmp_path: Path, target: str) -> None:
+    def __init__(self, tmp_path: Path, target: str, scrape: dict | None = None) -> None:
+        """``scrape``: more of the scrape config, e.g. target labels and relabel_configs."""
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api/v1"
         config = tmp_path / "prometheus.yml"
@@ -147,7 +148,11 @@ class Prometheus:
                     },
                     "rule_files": [str(PROMETHEUS_RULES)],
                     "scrape_configs": [
-                        {"job_name": JOB, "static_configs": [{"targets": [target]}]}
+                        {
+                            "job_name": JOB,
+                            "static_configs": [{"targets": [target]}],
+                            **(scrape or {}),
+                        }
                     ],
                 }
             )

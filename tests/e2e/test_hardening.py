@@ -161,7 +161,7 @@ def test_port_scan_stays_within_the_budget_with_an_exact_sum(tmp_path: Path, bin
         assert len(series_of(after)) - len(own) <= 10  # overflow: direction x result
         folded = value(after, "netsnoop_series_overflow_total", metric=METRIC)
         assert folded >= SCALE - BUDGET
-        assert value(after, "netsnoop_map_update_failures_total") == 0
+        assert value(after, "netsnoop_bpf_map_update_failures_total") == 0
         growth = rss(after) - rss(before)
         print(
             f"\nport scan: {SCALE} ports in {scan_seconds:.1f}s; series {len(series_of(before))}"

@@ -127,7 +127,7 @@ def test_connections_arrive_with_exact_counts_and_attributes_and_survive_an_outa
         established = {
             "netsnoop.direction": "outbound",
             "network.peer.port": port,
-            "process.executable.name": "n7-client",
+            "thread.name": "n7-client",
             "netsnoop.result": "established",
         }
         assert connect(bin_dir, "n7-client", port, 5, PAYLOAD) == [0] * 5
@@ -150,15 +150,13 @@ def test_connections_arrive_with_exact_counts_and_attributes_and_survive_an_outa
         )
         assert isinstance(point.value, int)
         assert point.description.startswith("TCP connections and connection attempts")
-        refused = {"network.peer.port": closed, "process.executable.name": "n7-refused"}
+        refused = {"network.peer.port": closed, "thread.name": "n7-refused"}
         assert receiver.value(CONNECTIONS, refused) == 3
         assert receiver.value(CONNECTIONS, {**refused, "netsnoop.result": "refused"}) == 3
         accepted = {"network.local.port": port, "netsnoop.result": "accepted"}
         assert receiver.value(CONNECTIONS, accepted) == 5
-        assert (
-            receiver.value(CONNECTIONS, {**accepted, "process.executable.name": "n7-listen"}) == 5
-        )
-        sent = {"network.io.direction": "transmit", "process.executable.name": "n7-client"}
+        assert receiver.value(CONNECTIONS, {**accepted, "thread.name": "n7-listen"}) == 5
+        sent = {"network.io.direction": "transmit", "thread.name": "n7-client"}
         assert receiver.value("netsnoop.socket.io", sent) >= 5 * PAYLOAD
         resource = receiver.exports[-1].resource
         assert resource["service.name"] == "netsnoop-exporter"

@@ -270,11 +270,11 @@ def test_self_metrics(exporter):
         "inet_sk_error_report",
         "tcp_send_reset",
     ):
-        assert value(series, "netsnoop_program_attached", program=program) == 1, program
+        assert value(series, "netsnoop_bpf_program_attached", program=program) == 1, program
     assert value(series, "netsnoop_collector_success", collector="tcp_connections") == 1
-    assert value(series, "netsnoop_map_capacity", map="connections") == 16384
-    assert value(series, "netsnoop_map_entries", map="connections") >= 1
-    assert value(series, "netsnoop_map_update_failures_total", map="connections") == 0
+    assert value(series, "netsnoop_bpf_map_capacity", map="connections") == 16384
+    assert value(series, "netsnoop_bpf_map_entries", map="connections") >= 1
+    assert value(series, "netsnoop_bpf_map_update_failures_total", map="connections") == 0
     build = [lbls for (name, lbls) in series if name == "netsnoop_build_info"]
     assert len(build) == 1 and dict(build[0])["kernel"] == os.uname().release
     assert ("netsnoop_scrape_duration_seconds", frozenset()) in series
@@ -373,8 +373,8 @@ def test_unknown_tracepoint_in_the_config_disables_only_that_program(tmp_path, b
         log = process.log()
     finally:
         process.stop()
-    assert value(after, "netsnoop_program_attached", program="tcp_send_reset") == 0
+    assert value(after, "netsnoop_bpf_program_attached", program="tcp_send_reset") == 0
     for program in ("inet_sock_set_state", "tcp_receive_reset", "inet_sk_error_report"):
-        assert value(after, "netsnoop_program_attached", program=program) == 1
+        assert value(after, "netsnoop_bpf_program_attached", program=program) == 1
     assert value(after, METRIC, result="established", **labels) == 2
     assert "tracepoint tcp:no_such_event not in this kernel" in log

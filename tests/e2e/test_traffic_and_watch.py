@@ -223,7 +223,7 @@ def cpu_seconds(pid: int) -> float:
 def test_flood_of_watched_attempts_is_rate_limited_and_the_exporter_stays_responsive(
     exporter, watch, bin_dir
 ):
-    lost = "netsnoop_events_lost_total"
+    lost = "netsnoop_watch_events_lost_total"
     before = exporter.scrape()
     cpu_before = cpu_seconds(exporter.process.pid)
     flood = subprocess.Popen(

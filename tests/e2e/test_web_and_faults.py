@@ -139,10 +139,11 @@ def test_bad_web_config_stops_start_up_naming_file_and_key(tmp_path: Path):
     web_config.write_text("basic_auth_users:\n  n6: plaintext\n")
     exporter = ExporterProcess(None, tmp_path, (f"--web.config.file={web_config}",))
     assert exporter.process.wait(30) == 2
-    log = exporter.log().strip()
     exporter.stop()
-    assert log.startswith(f"netsnoop-exporter: {web_config}: basic_auth_users: ")
-    assert "bcrypt" in log and "Traceback" not in log and len(log.splitlines()) == 1
+    [event] = exporter.log_events()
+    assert event["level"] == "error"
+    assert event["msg"].startswith(f"{web_config}: basic_auth_users: ")
+    assert "bcrypt" in event["msg"] and "Traceback" not in event["msg"]
 
 
 def program_ids_of(pid: int) -> set[int]:

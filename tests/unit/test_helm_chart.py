@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 Manifest = dict
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_chart() -> None:
+    """files/ is filled at build time (copies, not symlinks), as before a release."""
+    subprocess.run([REPO / "scripts" / "build-chart.sh"], check=True, capture_output=True)
 
 
 def helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess:
@@ -292,11 +299,9 @@ def test_dashboards_rules_and_grafana_alerts(chart_with_bundled_files: Path):
 
 
 def test_chart_bundles_every_repository_dashboard():
-    """files/dashboards links to the repository's dashboards/, so the chart ships all of them."""
+    """scripts/build-chart.sh copies the repository's dashboards, so the chart ships all."""
     bundled = {p.name for p in (CHART / "files" / "dashboards").glob("*.json")}
-    assert bundled == {p.name for p in (REPO / "dashboards").glob("*.json")}, (
-        "link them: ln -s ../../../dashboards helm/netsnoop-exporter/files/dashboards"
-    )
+    assert bundled == {p.name for p in (REPO / "dashboards").glob("*.json")}
     manifests = render("--set", "grafana.dashboards.enabled=true")
     shipped = [m for m in manifests if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
     assert len(shipped) == len(bundled)
@@ -328,3 +333,27 @@ def test_schema_rejects_wrong_values(setting: str, message: str):
     result = helm("template", "nsn", "--set", setting)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_package_holds_the_chart_and_its_shipped_files_only(tmp_path: Path):
+    """No generator script, no second copy of the rules, no CI values, no symlink."""
+    packaged = subprocess.run(
+        [REPO / "scripts" / "build-chart.sh", "--package", tmp_path], capture_output=True, text=True
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    [archive] = tmp_path.glob("netsnoop-exporter-*.tgz")
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert all(member.isfile() for member in members)
+    names = {member.name.removeprefix("netsnoop-exporter/") for member in members}
+    templates = {str(p.relative_to(CHART)) for p in (CHART / "templates").rglob("*") if p.is_file()}
+    shipped = {
+        *(f"files/dashboards/{p.name}" for p in (REPO / "dashboards").glob("*.json")),
+        *(f"files/alerts/{p.name}" for p in (REPO / "dashboards" / "alerts").glob("*.yaml")),
+        *(
+            f"files/grafana-alerts/{p.name}"
+            for p in (REPO / "dashboards" / "grafana-alerts").glob("*.yaml")
+        ),
+    }
+    chart_files = {"Chart.yaml", "values.yaml", "values.schema.json", ".helmignore"}
+    assert names == chart_files | templates | shipped

@@ -73,3 +73,20 @@ def test_this_kernels_table_resolves_a_known_function():
     )
     name = KernelSymbols().resolve([address + 1])[address + 1]
     assert name == ("tcp_v4_rcv" if address else "unknown")
+
+
+def test_hidden_addresses_are_explained_once_in_the_log(tmp_path, caplog):
+    hidden = "".join(f"0000000000000000 {line[17:]}\n" for line in TABLE.splitlines())
+    symbols = KernelSymbols(write(tmp_path, hidden))
+    symbols.resolve([0xFFFFFFFF81001234])
+    symbols.resolve([0xFFFFFFFF81005678])
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "drop symbols will be 'unknown': " + str(tmp_path) + "/kallsyms shows no kernel addresses"
+    )
+    assert "grant CAP_SYSLOG, and set kernel.kptr_restrict to 0 or 1" in record.getMessage()
+
+
+def test_visible_addresses_log_nothing(tmp_path, caplog):
+    KernelSymbols(write(tmp_path, TABLE)).resolve([0xFFFFFFFF81001234])
+    assert caplog.records == []

@@ -27,7 +27,7 @@ from exporter.otlp import (
 )
 from exporter.prometheus import Exposition
 from exporter.snapshot import MetricFamily, SnapshotSource
-from tests.helpers import parse_metrics, value
+from tests.helpers import parse_logfmt, parse_metrics, value
 from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ def test_the_command_refuses_to_start_without_the_extra(tmp_path):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert result.stderr.strip().endswith(
+    assert parse_logfmt(result.stderr.strip())["msg"] == (
         "otlp is enabled but opentelemetry.sdk.metrics is not installed: "
         "pip install 'netsnoop-exporter[otlp]' (or scripts/install.sh --extras otlp)"
     )
@@ -210,9 +210,10 @@ def test_a_bad_variable_stops_the_command_with_exit_2(tmp_path):
         env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_PROTOCOL": "thrift"},
     )
     assert result.returncode == 2
-    assert result.stderr == (
-        "netsnoop-exporter: OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' is not grpc or http/protobuf "
-        "(http/json is not supported)\n"
+    [line] = result.stderr.splitlines()
+    assert parse_logfmt(line)["msg"] == (
+        "OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' is not grpc or http/protobuf "
+        "(http/json is not supported)"
     )
 
 
@@ -243,7 +244,7 @@ def test_connection_attributes_follow_the_semantic_conventions():
                 "network.transport": "tcp",
                 "netsnoop.direction": "outbound",
                 "network.peer.port": 23,
-                "process.executable.name": "telnet",
+                "thread.name": "telnet",
                 "process.real_user.id": 1000,
                 "netsnoop.result": "refused",
             },
@@ -254,7 +255,7 @@ def test_connection_attributes_follow_the_semantic_conventions():
                 "network.transport": "tcp",
                 "netsnoop.direction": "inbound",
                 "network.local.port": 22,
-                "process.executable.name": "sshd",
+                "thread.name": "sshd",
                 "process.real_user.id": 0,
                 "netsnoop.result": "accepted",
             },
@@ -301,7 +302,7 @@ def test_sent_and_received_bytes_are_one_metric_by_io_direction():
     assert by_direction == {"transmit": 100, "receive": 300}
     attrs = next(iter(points.values()))[0]
     assert attrs["network.transport"] == "udp"
-    assert attrs["process.executable.name"] == "dig"
+    assert attrs["thread.name"] == "dig"
 
 
 def test_drops_name_the_layer_3_protocol_as_network_type():
@@ -314,6 +315,16 @@ def test_drops_name_the_layer_3_protocol_as_network_type():
         "netsnoop.symbol": "tcp_v4_rcv",
         "network.type": "ipv4",
     }
+
+
+def test_a_layer_3_protocol_without_a_network_type_value_gets_our_own_attribute():
+    """network.type defines ipv4 and ipv6 only: ARP or a bare ethertype are not its values."""
+    drops = MetricFamily("netsnoop_packet_drops", "counter", "h", ("reason", "symbol", "protocol"))
+    drops.set(("NOT_SPECIFIED", "arp_rcv", "arp"), 2)
+    drops.set(("NOT_SPECIFIED", "__netif_receive_skb", "0x0000"), 1)
+    points = observations([drops])["netsnoop.packet.drops"].points.values()
+    assert sorted(attrs["netsnoop.protocol"] for attrs, _ in points) == ["0x0000", "arp"]
+    assert not any("network.type" in attrs for attrs, _ in points)
 
 
 def test_a_family_not_in_the_table_gets_a_derived_name_and_namespaced_attributes():
@@ -378,7 +389,7 @@ class CountingRead:
         self.release.wait()
         self.reads += 1
         family = connections((("outbound", "8080", "n7-unit", "0", "established"), 3 * self.reads))
-        gauge = MetricFamily("netsnoop_map_entries", "gauge", "h", ("map",))
+        gauge = MetricFamily("netsnoop_bpf_map_entries", "gauge", "h", ("map",))
         gauge.set(("connections",), 10 * self.reads)
         return [family, gauge]
 

@@ -39,11 +39,29 @@ def test_not_ready_when_nothing_could_attach():
     exporter = Exporter(Config(), [FakeCollector({"a": False}, fails=True)])
     exporter.start()
     assert not exporter.ready.is_set()
-    attached = next(f for f in exporter.read() if f.name == "netsnoop_program_attached")
-    assert attached.samples == {("a",): 0.0}
+    attached = next(f for f in exporter.read() if f.name == "netsnoop_bpf_program_attached")
+    assert attached.samples == {("fake", "a"): 0.0}
 
 
 def test_ready_without_bpf_collectors():
     exporter = Exporter(Config(), [FakeCollector({})])
     exporter.start()
     assert exporter.ready.is_set()
+
+
+class OtherCollector(FakeCollector):
+    name = "other"
+
+
+def test_a_program_of_two_collectors_gives_two_attached_series():
+    """sock:sock_send_length feeds two collectors: one series each, neither overwritten."""
+    exporter = Exporter(
+        Config(),
+        [FakeCollector({"sock_send_length": True}), OtherCollector({"sock_send_length": False})],
+    )
+    exporter.start()
+    attached = next(f for f in exporter.read() if f.name == "netsnoop_bpf_program_attached")
+    assert attached.samples == {
+        ("fake", "sock_send_length"): 1.0,
+        ("other", "sock_send_length"): 0.0,
+    }

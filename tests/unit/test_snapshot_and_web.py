@@ -6,6 +6,9 @@ import urllib.request
 
 import pytest
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.prometheus import Exposition, encode_text
@@ -118,3 +121,19 @@ def test_plain_scrapes_take_the_direct_text_path_and_openmetrics_is_still_served
     body, content_type = exposition.render("application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n") and b"netsnoop_demo_total" in body
+
+
+def test_openmetrics_declares_the_unit_of_families_that_have_one():
+    seconds = MetricFamily(
+        "netsnoop_bpf_program_run_seconds", "counter", "s", ("program",), unit="seconds"
+    )
+    seconds.add(("tcp_send_reset",), 0.5)
+    plain = MetricFamily("netsnoop_demo", "counter", "demo", ())
+    plain.add((), 1)
+    body, _ = Exposition(SnapshotSource(lambda: [seconds, plain])).render(
+        "application/openmetrics-text; version=1.0.0"
+    )
+    families = {f.name: f for f in openmetrics_families(body.decode())}
+    assert families["netsnoop_bpf_program_run_seconds"].unit == "seconds"
+    assert families["netsnoop_demo"].unit == ""
+    assert b"# UNIT netsnoop_bpf_program_run_seconds seconds\n" in body
