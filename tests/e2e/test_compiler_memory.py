@@ -31,7 +31,7 @@ def resident_kb(smaps: str, ranges: list[tuple[int, int]]) -> int:
 
 def test_compiler_pages_are_released_after_start(exporter: ExporterProcess) -> None:
     series = exporter.scrape()  # the exporter serves normally after the release
-    assert value(series, "netsnoop_program_attached") > 0
+    assert value(series, "netsnoop_bpf_program_attached") > 0
     smaps = Path(f"/proc/{exporter.process.pid}/smaps").read_text()
     clean = clean_compiler_mappings(smaps)
     assert clean, "the exporter has no LLVM/clang mapping: bcc not loaded?"
