@@ -157,6 +157,14 @@ def basic(password: str, user: str = "n6-prometheus") -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+        / 1024
+    )
+
+
 def started(tmp_path: Path, *args: str) -> ExporterProcess:
     exporter = ExporterProcess(None, tmp_path, args)
     exporter.wait_ready()
@@ -167,11 +175,13 @@ def test_scraper_holds_against_200_slow_reconnecting_clients(tmp_path: Path):
     # a connection cap under the number of attackers, so making room is exercised too
     exporter = started(tmp_path, "--web.max-connections=128")
     try:
+        rss_before = rss_mib(exporter.process.pid)
         with attackers(200, slow_client(exporter.port)):
             time.sleep(2)  # all connected
             scrapes = scrape_every(exporter.port, {}, ATTACK_S, SCRAPE_EVERY_S)
             healthy = exporter.get("/healthz", timeout=SCRAPE_TIMEOUT_S)[0]
-        print(scrapes.report("200 slow clients"))
+            rss_during = rss_mib(exporter.process.pid)
+        print(scrapes.report("200 slow clients"), f"RSS {rss_before:.1f} -> {rss_during:.1f} MiB")
         assert exporter.process.poll() is None
         assert healthy == 200
         assert scrapes.success_rate >= 0.95, scrapes.report("200 slow clients")
