@@ -72,27 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the exporter's own process_* metrics (RSS, CPU, FDs)",
     )
     defaults = Limits()
-    parser.add_argument(
-        "--web.max-requests",
-        dest="max_requests",
-        type=int,
-        default=defaults.max_requests,
-        help="parallel scrapes; more get 503 (0: no limit; default %(default)s)",
-    )
-    parser.add_argument(
-        "--web.max-connections",
-        dest="max_connections",
-        type=int,
-        default=defaults.max_connections,
-        help="open connections; past it an idle or slow one is closed (default %(default)s)",
-    )
-    parser.add_argument(
-        "--web.max-connections-per-client",
-        dest="max_connections_per_client",
-        type=int,
-        default=defaults.max_connections_per_client,
-        help="open connections per client address (0: no limit; default %(default)s)",
-    )
+    for flag, dest, text in (
+        ("--web.max-requests", "max_requests", "parallel scrapes; more get 503 (0: no limit)"),
+        ("--web.max-connections", "max_connections", "open connections; past it an idle or"
+            " slow one is closed"),
+        ("--web.max-connections-per-client", "max_connections_per_client", "open connections"
+            " per client address (0: no limit)"),
+    ):  # fmt: skip
+        default = getattr(defaults, dest)
+        parser.add_argument(
+            flag, dest=dest, type=int, default=default, help=f"{text}; default {default}"
+        )
     parser.add_argument(
         "--web.read-header-timeout",
         dest="read_header_timeout",

@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -194,6 +195,8 @@ class ExporterServer:
         self._connections: set[Connection] = set()
         self._by_peer: dict[str, set[Connection]] = {}
         self._renders_in_flight = 0
+        self._bcrypt_busy = False
+        self._bcrypt_waiters: deque[asyncio.Future[bool]] = deque()
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="http-render")
         self._bcrypt_pool = ThreadPoolExecutor(1, thread_name_prefix="http-bcrypt")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -227,7 +230,6 @@ class ExporterServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._auth_turn = asyncio.Semaphore(1)
         servers = [
             await asyncio.start_server(self._accept, sock=sock, backlog=LISTEN_BACKLOG)
             for sock in self.sockets
@@ -294,7 +296,13 @@ class ExporterServer:
             pass  # the client went away, was too slow, or was evicted: nothing to answer
         finally:
             self._forget(connection)
-            writer.transport.abort()  # what was to be sent has been drained
+            if connection.state == "head":  # slow, evicted or broken: no goodbye
+                writer.transport.abort()
+            else:  # what was to be sent is drained; TLS says close_notify
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                writer.transport.abort()
 
     async def _converse(
         self,
@@ -468,15 +476,42 @@ class ExporterServer:
             return auth is None
         if auth.cached(*credentials):
             return True
-        try:
-            await asyncio.wait_for(self._auth_turn.acquire(), AUTH_TURN_WAIT_S)
-        except TimeoutError:
+        if not await self._take_bcrypt_turn():
             return False
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._bcrypt_pool, auth.verify, *credentials)
         finally:
-            self._auth_turn.release()
+            self._pass_bcrypt_turn()
+
+    async def _take_bcrypt_turn(self) -> bool:
+        """Waits up to AUTH_TURN_WAIT_S for the bcrypt thread, first come first served.
+
+        A turn is handed over explicitly (not via wait_for on a lock, which on Python 3.11 can
+        lose a lock acquired just as the timeout fires and so block every later check)."""
+        if not self._bcrypt_busy:
+            self._bcrypt_busy = True
+            return True
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[bool] = loop.create_future()
+        self._bcrypt_waiters.append(turn)
+        expiry = loop.call_later(AUTH_TURN_WAIT_S, lambda: turn.done() or turn.set_result(False))
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and turn.result():
+                self._pass_bcrypt_turn()
+            raise
+        finally:
+            expiry.cancel()
+
+    def _pass_bcrypt_turn(self) -> None:
+        while self._bcrypt_waiters:
+            turn = self._bcrypt_waiters.popleft()
+            if not turn.done():
+                turn.set_result(True)
+                return
+        self._bcrypt_busy = False
 
     async def _metrics(self, request_headers: dict[str, str]) -> Reply:
         limit = self.limits.max_requests

@@ -15,6 +15,8 @@ import http.client
 import itertools
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,30 +209,54 @@ def test_scraper_with_the_right_password_holds_against_64_guessers(tmp_path: Pat
         exporter.stop()
 
 
+CHURN_PER_S = 1000  # per churner: 2,000 connections a second in all, a busy node
+CHURN = """
+import socket, sys, time
+port, seconds, rate = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+began = time.monotonic()
+for n in range(int(seconds * rate)):
+    time.sleep(max(0.0, began + n / rate - time.monotonic()))
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        pass
+"""
+
+
+@contextlib.contextmanager
+def churning(port: int, seconds: float) -> Iterator[None]:
+    """Two processes that open and close connections to ``port``, CHURN_PER_S a second each,
+    for at most ``seconds``; processes, so the scrapers' threads do not share their GIL."""
+    churners = [
+        subprocess.Popen([sys.executable, "-c", CHURN, str(port), str(seconds), str(CHURN_PER_S)])
+        for _ in range(2)
+    ]
+    try:
+        yield
+    finally:
+        for churner in churners:
+            churner.terminate()
+            churner.wait(10)
+
+
 def test_20_parallel_scrapers_during_connection_churn(tmp_path: Path):
-    """New connections for every scrape, from 20 threads at once, while a churner opens and
-    closes TCP connections the exporter counts; the listen backlog takes the SYN bursts."""
+    """New connections for every scrape, from 20 threads at once, while churners open and
+    close 2,000 TCP connections a second that the exporter counts; the listen backlog takes
+    the SYN bursts."""
     exporter = started(tmp_path)
     churn_port = free_port()
     try:
-        with accepting(churn_port):
+        with accepting(churn_port), churning(churn_port, seconds=30):
+            results: list[Scrapes] = []
 
-            def churn(n: int, stop: threading.Event) -> None:
-                while not stop.is_set():
-                    with contextlib.suppress(OSError):
-                        socket.create_connection(("127.0.0.1", churn_port), timeout=2).close()
+            def scraper() -> None:
+                results.append(scrape_every(exporter.port, {}, 15, SCRAPE_EVERY_S))
 
-            with attackers(2, churn):
-                results: list[Scrapes] = []
-
-                def scraper() -> None:
-                    results.append(scrape_every(exporter.port, {}, 15, SCRAPE_EVERY_S))
-
-                threads = [threading.Thread(target=scraper) for _ in range(20)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(60)
+            threads = [threading.Thread(target=scraper) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
         merged = Scrapes(
             [latency for r in results for latency in r.latencies],
             [failure for r in results for failure in r.failures],

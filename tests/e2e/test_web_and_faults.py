@@ -60,6 +60,20 @@ def prometheus_up(api: str, job: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def start_prometheus(config: Path, api_port: int) -> subprocess.Popen:
+    """A real Prometheus with its data next to its config, its API on ``api_port``."""
+    return subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={config.parent / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{api_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian)")
 def test_prometheus_scrapes_over_tls_with_basic_auth_and_client_certificate(tmp_path: Path):
     pki = make_pki(tmp_path)
@@ -89,16 +103,7 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
 """
     )
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={prometheus_config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{api_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    prometheus = start_prometheus(prometheus_config, api_port)
     try:
         url = f"https://127.0.0.1:{exporter.port}"
         verified = ssl.create_default_context(cafile=str(pki.ca))
@@ -278,7 +283,8 @@ def test_prometheus_scrapes_through_a_certificate_rotation_without_a_restart(tmp
     )
     api_port = free_port()
     api = f"http://127.0.0.1:{api_port}"
-    (tmp_path / "prometheus.yml").write_text(
+    prometheus_config = tmp_path / "prometheus.yml"
+    prometheus_config.write_text(
         f"""
 global: {{scrape_interval: 2s, scrape_timeout: 1s}}
 scrape_configs:
@@ -288,16 +294,7 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
 """
     )
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{api_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    prometheus = start_prometheus(prometheus_config, api_port)
     try:
         deadline = time.monotonic() + 60
         while prometheus_up(api, "n6-rotation") != 1.0 and time.monotonic() < deadline:
