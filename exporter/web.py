@@ -294,6 +294,8 @@ class ExporterServer:
             await self._converse(connection, reader, writer)
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
             pass  # the client went away, was too slow, or was evicted: nothing to answer
+        except Exception:  # a bug of ours: the connection is lost, the server goes on
+            log.exception("HTTP connection from %s failed", connection.peer)
         finally:
             self._forget(connection)
             if connection.state == "head":  # slow, evicted or broken: no goodbye
@@ -526,6 +528,9 @@ class ExporterServer:
                 request_headers.get("accept", ""),
                 request_headers.get("accept-encoding", ""),
             )
+        except Exception:
+            log.exception("rendering %s failed", self.telemetry_path)
+            return 500, "text/plain; charset=utf-8", b"rendering the metrics failed\n", {}
         finally:
             self._renders_in_flight -= 1
 

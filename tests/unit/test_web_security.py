@@ -502,3 +502,22 @@ def test_certificate_rotation_is_picked_up_without_a_restart(tmp_path: Path, pki
         while not served_by(second.ca) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert served_by(second.ca) and not served_by(pki.ca)
+
+
+def test_a_failing_read_is_a_500_and_the_server_goes_on():
+    def broken() -> list[MetricFamily]:
+        raise RuntimeError("n6 collector bug")
+
+    ready = threading.Event()
+    ready.set()
+    server = ExporterServer(
+        [("127.0.0.1", 0)], Exposition(SnapshotSource(broken)), "/metrics", ready
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert get(url + "/metrics")[0] == 500
+        assert get(url + "/healthz")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
