@@ -471,7 +471,7 @@ class ExporterServer:
 
     async def _authenticated(self, header: str | None) -> bool:
         """Cached credentials at once; others take turns on one bcrypt thread, and give up
-        after AUTH_TURN_WAIT_S, so guessers cost at most one core and never hold a scraper."""
+        after AUTH_TURN_WAIT_S, so guessers cost half a core at most and never hold a scraper."""
         auth = self.security.auth
         credentials = parse_basic(header)
         if auth is None or credentials is None:
@@ -480,11 +480,13 @@ class ExporterServer:
             return True
         if not await self._take_bcrypt_turn():
             return False
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._bcrypt_pool, auth.verify, *credentials)
         finally:
-            self._pass_bcrypt_turn()
+            # the next turn after a pause as long as the check: bcrypt gets half a core at most
+            loop.call_later(loop.time() - began, self._pass_bcrypt_turn)
 
     async def _take_bcrypt_turn(self) -> bool:
         """Waits up to AUTH_TURN_WAIT_S for the bcrypt thread, first come first served.
