@@ -170,15 +170,13 @@ class ExporterServer:
 
     def __init__(
         self,
-        addresses: Sequence[tuple[str, int]] | tuple[str, int],
+        addresses: Sequence[tuple[str, int]],
         exposition: Exposition,
         telemetry_path: str,
         ready: threading.Event,
         security: WebSecurity | None = None,
         limits: Limits | None = None,
     ) -> None:
-        if addresses and isinstance(addresses[0], str):
-            addresses = [addresses]  # type: ignore[list-item]
         self.exposition = exposition
         self.telemetry_path = telemetry_path
         self.ready = ready
@@ -187,7 +185,7 @@ class ExporterServer:
         self.sockets: list[socket.socket] = []
         try:
             for address in addresses:
-                self.sockets.append(listening_socket(address))  # type: ignore[arg-type]
+                self.sockets.append(listening_socket(address))
         except OSError:
             self.server_close()
             raise
