@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import urllib.error
@@ -521,3 +523,32 @@ def test_a_failing_read_is_a_500_and_the_server_goes_on():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@pytest.mark.parametrize(
+    ("name", "arguments", "expected"),
+    [
+        ("request line of 20 KB", ["URL/" + "a" * 20_000], "414 1.1"),
+        ("header of 100 KB", ["-H", "X-Big: " + "a" * 100_000, "URL/metrics"], "431 1.1"),
+        ("GET with 1 MB body", ["-X", "GET", "--data-binary", "@BODY", "URL/metrics"], "413 1.1"),
+        ("DELETE", ["-X", "DELETE", "URL/metrics"], "405 1.1"),
+        ("h2c upgrade", ["--http2", "URL/metrics"], "200 1.1"),  # answered in HTTP/1.1
+    ],
+)
+def test_curl_accepts_every_error_response(
+    tmp_path: Path, name: str, arguments: list[str], expected: str
+):
+    """curl refuses a response without a status line ("Received HTTP/0.9"): exit status 0
+    and the status code say the response was a proper one."""
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 1_000_000)
+    with serve(WebSecurity()) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        command = [
+            "curl", "-sS", "--max-time", "10", "-o", "/dev/null",
+            "-w", "%{http_code} %{http_version}",
+            *(a.replace("URL", url).replace("@BODY", f"@{body}") for a in arguments),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    assert (result.returncode, result.stdout) == (0, expected), result.stderr
