@@ -69,6 +69,9 @@ def test_deep_nesting_is_a_one_line_error():
     [
         ("cardinality:\n  idle_seconds: " + "9" * 4301 + "\n", "line 2: idle_seconds: integer"),
         ("ports:\n  keep: [" + "1" * 4301 + "]\n", "line 2: integer too large"),
+        # 3,990 hex digits pass int() but not the 4,300-digit limit of str(): refused too
+        ("cardinality: {idle_seconds: 0x" + "f" * 3990 + "}\n", "idle_seconds: integer too"),
+        ("cardinality: {series_per_metric: 18446744073709551616}\n", "integer too large"),
         ("cardinality: {idle_seconds: 5, idle_seconds: 6}\n", "idle_seconds: duplicate key"),
         ("collectors: {}\ncollectors: {}\n", "line 2: collectors: duplicate key"),
     ],
