@@ -25,13 +25,14 @@ from exporter.otlp import (
 )
 from exporter.prometheus import Exposition
 from exporter.runtime import Exporter
-from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
-from exporter.webconfig import load_web_config
+from exporter.web import ExporterServer, Limits, ListenAddressError, parse_listen_address
+from exporter.webconfig import load_web_config, parse_duration
 
 log = logging.getLogger("netsnoop")
 
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 1
+DEFAULT_LISTEN_ADDRESS = ":19435"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--web.listen-address",
-        dest="listen_address",
-        default=":19435",
-        help="address to serve metrics on (default :19435)",
+        dest="listen_addresses",
+        action="append",
+        metavar="ADDRESS",
+        help=f"address to serve metrics on; repeat for several (default {DEFAULT_LISTEN_ADDRESS})",
     )
     parser.add_argument(
         "--web.config.file",
@@ -76,6 +78,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="sysfs mount point; tracefs is looked for under it (default /sys)",
     )
     parser.add_argument(
+        "--web.disable-exporter-metrics",
+        dest="disable_exporter_metrics",
+        action="store_true",
+        help="leave out the exporter's own process_* metrics (RSS, CPU, FDs)",
+    )
+    defaults = Limits()
+    for flag, dest, text in (
+        ("--web.max-requests", "max_requests", "parallel scrapes; more get 503 (0: no limit)"),
+        ("--web.max-connections", "max_connections", "open connections; past it an idle or"
+            " slow one is closed"),
+        ("--web.max-connections-per-client", "max_connections_per_client", "open connections"
+            " per client address (0: no limit)"),
+    ):  # fmt: skip
+        default = getattr(defaults, dest)
+        parser.add_argument(
+            flag, dest=dest, type=int, default=default, help=f"{text}; default {default}"
+        )
+    parser.add_argument(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        default="5s",
+        help="time for the TLS handshake and a request's line and headers (default 5s)",
+    )
+    parser.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        default="2m",
+        help="keep-alive connections idle longer are closed (default 2m)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -93,6 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_limits(args: argparse.Namespace) -> Limits:
+    """The --web.* limits, or ValueError naming the flag."""
+    for flag, number, least in (
+        ("--web.max-requests", args.max_requests, 0),
+        ("--web.max-connections", args.max_connections, 1),
+        ("--web.max-connections-per-client", args.max_connections_per_client, 0),
+    ):
+        if number < least:
+            raise ValueError(f"{flag} {number}: must be at least {least}")
+    timeouts = []
+    for flag, text in (
+        ("--web.read-header-timeout", args.read_header_timeout),
+        ("--web.idle-timeout", args.idle_timeout),
+    ):
+        seconds = parse_duration(text)
+        if not seconds:
+            raise ValueError(f"{flag} {text!r}: expected a duration above 0, such as 5s or 2m")
+        timeouts.append(seconds)
+    return Limits(
+        max_requests=args.max_requests,
+        max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
+        read_header_timeout_s=timeouts[0],
+        idle_timeout_s=timeouts[1],
+    )
+
+
 def fail(message: str, status: int) -> int:
     log.error(message)
     return status
@@ -107,10 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(error), EXIT_CONFIG)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz"):
         return fail(f"--web.telemetry-path {args.telemetry_path!r}: must be a free path", 2)
+    listen_addresses = args.listen_addresses or [DEFAULT_LISTEN_ADDRESS]
     try:
-        address = parse_listen_address(args.listen_address)
+        addresses = [parse_listen_address(address) for address in listen_addresses]
+        limits = server_limits(args)
         security = load_web_config(args.web_config_file) if args.web_config_file else None
-    except (ListenAddressError, ConfigError) as error:
+    except (ListenAddressError, ValueError, ConfigError) as error:
         return fail(str(error), EXIT_CONFIG)
     try:
         otlp_settings = resolve_settings(config.otlp, os.environ)
@@ -132,14 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{args.config_file}: {error}", EXIT_CONFIG)
     try:
         server = ExporterServer(
-            address,
-            Exposition(exporter.snapshots),
+            addresses,
+            Exposition(exporter.snapshots, process_metrics=not args.disable_exporter_metrics),
             args.telemetry_path,
             exporter.ready,
             security,
+            limits,
         )
     except OSError as error:
-        return fail(f"cannot listen on {args.listen_address}: {error.strerror}", EXIT_ENVIRONMENT)
+        listening = " ".join(listen_addresses)
+        return fail(f"cannot listen on {listening}: {error.strerror}", EXIT_ENVIRONMENT)
 
     stop = threading.Event()
 
@@ -151,16 +214,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             exporter.reload(load_config(args.config_file))
         except ConfigError as error:
             log.error("config reload failed, running on: %s", error)
-            return
-        log.info("config reloaded from %s", args.config_file)
+        else:
+            log.info("config reloaded from %s", args.config_file)
+        if args.web_config_file:
+            try:
+                server.security = load_web_config(args.web_config_file)
+            except ConfigError as error:
+                log.error("web config reload failed, running on: %s", error)
+            else:
+                log.info("web config reloaded from %s", args.web_config_file)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, reload)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
-    ).start()
-    log.info("listening on %s", args.listen_address)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    log.info("listening on %s", " ".join(listen_addresses))
     began = time.monotonic()
     exporter.start()
     if exporter.ready.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -328,10 +329,48 @@ def parse_config(text: str, source: str) -> Config:
     return parse_model(text, source, Config)
 
 
+INT_TAG = "tag:yaml.org,2002:int"
+
+
+class StrictYamlLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what PyYAML lets through silently or with a bare exception: a
+    key given twice (the last one would win unseen), and integers no setting needs (past 64
+    bits; past Python's 4,300 decimal digits they are a ValueError with no line)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            name = key if isinstance(key, str) and key.isprintable() else repr(key)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise self._refuse(f"{name}: duplicate key", key_node)
+                seen.add(key)
+            if value_node.tag == INT_TAG and not self._fits(value_node):
+                raise self._refuse(f"{name}: integer too large", value_node)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if not self._fits(node):  # in a list: no key to name
+            raise self._refuse("integer too large", node)
+        return super().construct_yaml_int(node)
+
+    def _fits(self, node: yaml.ScalarNode) -> bool:
+        text = str(node.value)
+        return len(text) <= 200 and abs(super().construct_yaml_int(node)).bit_length() <= 64
+
+    @staticmethod
+    def _refuse(problem: str, node: yaml.Node) -> yaml.constructor.ConstructorError:
+        return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+
+StrictYamlLoader.add_constructor(INT_TAG, StrictYamlLoader.construct_yaml_int)
+
+
 def parse_model(text: str, source: str, model: type[ModelT]) -> ModelT:
     """YAML text into a strict model, or a ConfigError naming ``source``, the key and why."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=StrictYamlLoader)  # a SafeLoader subclass
     except RecursionError:
         raise ConfigError(f"{source}: (top level): nested too deeply") from None
     except yaml.YAMLError as error:

@@ -74,15 +74,17 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what encode_te
 
 class Exposition:
     """Renders /metrics: our snapshot plus the standard process_* metrics (RSS, CPU, FDs),
-    not the Python gc/platform collectors, which say nothing about the network."""
+    not the Python gc/platform collectors, which say nothing about the network.
+    ``process_metrics=False`` (--web.disable-exporter-metrics) leaves the process_* out."""
 
-    def __init__(self, source: SnapshotSource) -> None:
+    def __init__(self, source: SnapshotSource, process_metrics: bool = True) -> None:
         self.source = source
         self.process_registry = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.process_registry)
         self.openmetrics_registry = CollectorRegistry(auto_describe=False)
         self.openmetrics_registry.register(SnapshotCollector(source))
-        ProcessCollector(registry=self.openmetrics_registry)
+        if process_metrics:
+            ProcessCollector(registry=self.process_registry)
+            ProcessCollector(registry=self.openmetrics_registry)
 
     def render(self, accept: str) -> tuple[bytes, str]:
         """The body and its content type, in the format the Accept header prefers."""

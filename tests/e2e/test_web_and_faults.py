@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import bcrypt_hash, make_pki
+from tests.certs import SERVER_EXTENSION, bcrypt_hash, issue_certificate, make_pki
 from tests.e2e.test_hardening import accepting
 from tests.helpers import ExporterProcess, Series, free_port, value
 
@@ -60,6 +60,20 @@ def prometheus_up(api: str, job: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def start_prometheus(config: Path, api_port: int) -> subprocess.Popen:
+    """A real Prometheus with its data next to its config, its API on ``api_port``."""
+    return subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={config.parent / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{api_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian)")
 def test_prometheus_scrapes_over_tls_with_basic_auth_and_client_certificate(tmp_path: Path):
     pki = make_pki(tmp_path)
@@ -89,16 +103,7 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
 """
     )
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={prometheus_config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{api_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    prometheus = start_prometheus(prometheus_config, api_port)
     try:
         url = f"https://127.0.0.1:{exporter.port}"
         verified = ssl.create_default_context(cafile=str(pki.ca))
@@ -247,4 +252,80 @@ def test_sighup_reload_keeps_counters(tmp_path: Path):
             assert value(exporter.scrape(), METRIC, **labels) == 7
         assert exporter.process.poll() is None
     finally:
+        exporter.stop()
+
+
+def prometheus_query(api: str, query: str) -> list[dict]:
+    encoded = urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(f"{api}/api/v1/query?{encoded}", timeout=5) as response:
+        return json.load(response)["data"]["result"]
+
+
+def served_certificate(port: int, ca: Path) -> bytes:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return tls.getpeercert(binary_form=True) or b""
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian)")
+def test_prometheus_scrapes_through_a_certificate_rotation_without_a_restart(tmp_path: Path):
+    pki = make_pki(tmp_path)
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    web_config = tmp_path / "web.yaml"
+    web_config.write_text("tls_server_config: {cert_file: tls.crt, key_file: tls.key}\n")
+    # connections idle past 500 ms are closed, so every 2 s scrape makes a new TLS handshake
+    exporter = ExporterProcess(
+        None, tmp_path, (f"--web.config.file={web_config}", "--web.idle-timeout=500ms")
+    )
+    api_port = free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    prometheus_config = tmp_path / "prometheus.yml"
+    prometheus_config.write_text(
+        f"""
+global: {{scrape_interval: 2s, scrape_timeout: 1s}}
+scrape_configs:
+  - job_name: n6-rotation
+    scheme: https
+    tls_config: {{ca_file: {pki.ca}}}
+    static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
+"""
+    )
+    prometheus = start_prometheus(prometheus_config, api_port)
+    try:
+        deadline = time.monotonic() + 60
+        while prometheus_up(api, "n6-rotation") != 1.0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert prometheus_up(api, "n6-rotation") == 1.0, exporter.log()
+        old = served_certificate(exporter.port, pki.ca)
+        assert old == ssl.PEM_cert_to_DER_cert(pki.server_cert.read_text())
+
+        new_cert, new_key = issue_certificate(tmp_path, "rotated", SERVER_EXTENSION)
+        for source, target in ((new_cert, cert), (new_key, key)):  # one file, then the other
+            shutil.copy(source, target.with_suffix(".next"))
+            target.with_suffix(".next").rename(target)
+            time.sleep(1.5)
+        rotated_at = time.time()
+        new = ssl.PEM_cert_to_DER_cert(new_cert.read_text())
+        deadline = time.monotonic() + 10
+        while served_certificate(exporter.port, pki.ca) != new and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert served_certificate(exporter.port, pki.ca) == new, exporter.log()
+        assert "TLS certificate reloaded" in exporter.log()
+
+        # scrapes after the rotation: new handshakes, all successful
+        time.sleep(7)
+        samples = prometheus_query(
+            api, f'up{{job="n6-rotation"}}[{int(time.time() - rotated_at)}s]'
+        )
+        values = [(float(t), v) for t, v in samples[0]["values"] if float(t) > rotated_at]
+        assert len(values) >= 2 and {v for _, v in values} == {"1"}, values
+        assert exporter.process.poll() is None  # the same process throughout
+    finally:
+        prometheus.terminate()
+        prometheus.wait(10)
         exporter.stop()

@@ -62,3 +62,23 @@ def test_any_text_loads_or_fails_in_one_line(text: str):
 def test_deep_nesting_is_a_one_line_error():
     with pytest.raises(ConfigError, match=r"^fuzz\.yaml: \(top level\): nested too deeply$"):
         parse_config("a: " + "[" * 5000 + "]" * 5000, "fuzz.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cardinality:\n  idle_seconds: " + "9" * 4301 + "\n", "line 2: idle_seconds: integer"),
+        ("ports:\n  keep: [" + "1" * 4301 + "]\n", "line 2: integer too large"),
+        # 3,990 hex digits pass int() but not the 4,300-digit limit of str(): refused too
+        ("cardinality: {idle_seconds: 0x" + "f" * 3990 + "}\n", "idle_seconds: integer too"),
+        ("cardinality: {series_per_metric: 18446744073709551616}\n", "integer too large"),
+        ("cardinality: {idle_seconds: 5, idle_seconds: 6}\n", "idle_seconds: duplicate key"),
+        ("collectors: {}\ncollectors: {}\n", "line 2: collectors: duplicate key"),
+    ],
+)
+def test_huge_integers_and_duplicate_keys_are_one_line_errors(text: str, message: str):
+    for model in (Config, WebConfig):
+        with pytest.raises(ConfigError) as raised:
+            parse_model(text, "fuzz.yaml", model)
+        assert str(raised.value).startswith("fuzz.yaml: ") and message in str(raised.value)
+        assert "\n" not in str(raised.value)

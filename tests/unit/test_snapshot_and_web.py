@@ -57,7 +57,7 @@ def test_server_pages_and_exposition():
     family.add(("23",), 2)
     ready = threading.Event()
     server = ExporterServer(
-        ("127.0.0.1", 0), Exposition(SnapshotSource(lambda: [family])), "/metrics", ready
+        [("127.0.0.1", 0)], Exposition(SnapshotSource(lambda: [family])), "/metrics", ready
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
