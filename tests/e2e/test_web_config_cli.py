@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import bcrypt_hash, make_pki, openssl
-from tests.helpers import REPO, ExporterProcess, free_port
+from tests.helpers import REPO, ExporterProcess, free_port, parse_logfmt
 
 HUGE = "9" * 4301
 TAIL = "$" + "a" * 53
@@ -59,8 +59,10 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess, path: Path, reas
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "PEM pass phrase" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"netsnoop-exporter: {path}: "), lines
-    assert reason in lines[0], lines[0]
+    assert len(lines) == 1, lines
+    event = parse_logfmt(lines[0])
+    assert event["level"] == "error" and event["msg"].startswith(f"{path}: "), event
+    assert reason in event["msg"], event
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES)
@@ -97,7 +99,9 @@ def test_malformed_web_config_file_is_one_line_and_exit_2(tmp_path: Path, case: 
 def test_bad_web_flags_are_one_line_and_exit_2(flag: str, reason: str):
     result = run_with_a_terminal(flag)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"netsnoop-exporter: {reason}" or reason in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    event = parse_logfmt(line)
+    assert event["level"] == "error" and event["msg"].startswith(reason), event
 
 
 def status_with(port: int, password: str) -> int:
