@@ -52,6 +52,7 @@ struct connection_key_t {
 
 struct attempt_t {
     struct owner_t owner;
+    u64 started_ns;  /* connect(): an entry far older than any SYN timeout was never closed */
     u64 closed_ns;  /* set when the socket closed before its errno was known */
     u16 port;
     u8 reset_seen;
@@ -72,10 +73,17 @@ struct tuple_t {
     u16 dport;
 };
 
-BPF_HASH(connections, struct connection_key_t, u64, CONNECTIONS_MAP_SIZE);
-BPF_TABLE("lru_hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE);
+/* Plain hashes, not LRU: a full map refuses the update (counted in map_update_failures)
+ * instead of evicting an attempt in flight without a word. Entries are allocated on use
+ * (BPF_F_NO_PREALLOC), so a large capacity costs memory only under load. Userspace sweeps
+ * what the kernel side never deletes (exporter/collectors/tcp_connections.py). */
+BPF_F_TABLE("hash", struct connection_key_t, u64, connections, CONNECTIONS_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", u16, struct owner_t, listeners, LISTENERS_MAP_SIZE);
 
 static __always_inline void count_connection(u8 direction, u8 result, u16 port, const struct owner_t *owner)
@@ -83,7 +91,7 @@ static __always_inline void count_connection(u8 direction, u8 result, u16 port, 
     struct connection_key_t key = {};
     key.direction = direction;
     key.result = result;
-    key.port = port;
+    key.port = fold_port(port, direction == DIR_INBOUND && result == RESULT_REFUSED);
     key.epoch = current_epoch();
     if (owner) {
         key.uid = owner->uid;
@@ -133,6 +141,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
     if (oldstate == ST_CLOSE && newstate == ST_SYN_SENT) {
         struct attempt_t attempt = {};
         current_owner(&attempt.owner);
+        attempt.started_ns = bpf_ktime_get_ns();
         attempt.port = args->dport;
         if (connecting.update(&skaddr, &attempt))
             note_update_failure(MAP_CONNECTING);

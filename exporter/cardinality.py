@@ -28,6 +28,14 @@ from exporter.kernel.sysctl import local_port_range
 from exporter.snapshot import LabelValues, MetricFamily
 
 OTHER = "other"
+# bpf/common.h: one flag byte per port, written into each program's port_fold map.
+PORT_FOLD_ALWAYS = 1
+PORT_FOLD_REFUSED_INBOUND = 2
+KERNEL_PORT_OTHER = 0  # the port a BPF program counts a folded port as
+
+
+def kernel_port_label(port: int) -> str:
+    return OTHER if port == KERNEL_PORT_OTHER else str(port)
 
 
 class PortPolicy:
@@ -42,6 +50,20 @@ class PortPolicy:
         )
         self.fold_ephemeral = settings.fold_ephemeral
         self.fold_refused_inbound = settings.fold_refused_inbound
+
+    def kernel_flags(self) -> bytes:
+        """The policy as the BPF programs apply it: a PORT_FOLD_* byte per port 0-65535.
+
+        The same rules as port_label, so a port folds the same way on both sides."""
+        flags = bytearray([PORT_FOLD_REFUSED_INBOUND if self.fold_refused_inbound else 0]) * 65536
+        if self.fold_ephemeral:
+            low, high = self.ephemeral
+            for port in range(low, high + 1):
+                flags[port] |= PORT_FOLD_ALWAYS
+        for port, kept in enumerate(self._kept_flags):
+            if kept or port == KERNEL_PORT_OTHER:
+                flags[port] = 0
+        return bytes(flags)
 
     def is_kept(self, port: str) -> bool:
         return port.isdigit() and int(port) < 65536 and self._kept_flags[int(port)] == 1

@@ -30,10 +30,11 @@ class StrictModel(BaseModel):
 class TcpConnectionsConfig(StrictModel):
     enabled: bool = True
     map_size: MapSize = Field(
-        16384, description="Distinct {direction, port, comm, uid, result} counters kept."
+        65536,
+        description="Distinct {direction, port, comm, uid, result} counters per drain interval.",
     )
     pending_map_size: MapSize = Field(
-        8192, description="Connect attempts in flight (LRU: the oldest is evicted when full)."
+        65536, description="Connect attempts in flight; when full, attempts are counted as lost."
     )
     listeners_map_size: MapSize = Field(4096, description="Listening ports with a known owner.")
 

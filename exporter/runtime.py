@@ -76,6 +76,13 @@ def self_metrics(
         "Updates the BPF side lost because the map was full.",
         ("map",),
     )
+    swept = MetricFamily(
+        "netsnoop_map_entries_swept",
+        "counter",
+        "Entries the BPF side never removed (an event it did not see), deleted by the "
+        "exporter's sweep; for pending connects, attempts that could not be counted.",
+        ("map",),
+    )
     for collector in collectors:
         success.set((collector.name,), 1.0 if collector_ok.get(collector.name) else 0.0)
         for program, is_attached in collector.program_status().items():
@@ -84,6 +91,7 @@ def self_metrics(
             entries.set((stats.name,), stats.entries)
             capacity.set((stats.name,), stats.capacity)
             failures.set((stats.name,), stats.update_failures)
+            swept.set((stats.name,), stats.swept)
     duration = MetricFamily(
         "netsnoop_scrape_duration_seconds",
         "gauge",
@@ -92,13 +100,14 @@ def self_metrics(
         unit="seconds",
     )
     duration.set((), read_seconds)
-    families = [build, attached, success, entries, capacity, failures, duration]
+    families = [build, attached, success, entries, capacity, failures, swept, duration]
     if stats_enabled():  # off, the kernel counts nothing and zeros would mislead
         families += program_run_families(collectors)
     return families
 
 
 RELOADABLE_SECTIONS = ("cardinality", "ports")
+DRAIN_INTERVAL_S = 1.0  # kernel maps are sized for what arrives in this long (README)
 
 
 class Exporter:
@@ -111,6 +120,8 @@ class Exporter:
         self._started: list[Collector] = []
         # The outputs' own health (e.g. OTLP export counts), read into every snapshot.
         self.output_metrics: list[Callable[[], list[MetricFamily]]] = []
+        self._stop_draining = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     def start(self) -> None:
         """Load every collector; one that cannot load is reported, the rest still serve."""
@@ -121,14 +132,26 @@ class Exporter:
             except BpfLoadError as error:
                 log.error("collector %s disabled: %s", collector.name, error)
                 continue
+            collector.apply_port_policy(self.budget.ports)
             self._started.append(collector)
             log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
         release_compiler_memory()
+        self._drainer = threading.Thread(target=self._drain_loop, name="drain", daemon=True)
+        self._drainer.start()
         statuses = [s for c in self.collectors for s in c.program_status().values()]
         if any(statuses) or not statuses:
             self.ready.set()
         else:  # serving only zeros would look healthy to a liveness probe
             log.error("no BPF program could be attached: /healthz stays 503")
+
+    def _drain_loop(self) -> None:
+        """Empties the kernel maps every DRAIN_INTERVAL_S whether or not anyone scrapes."""
+        while not self._stop_draining.wait(DRAIN_INTERVAL_S):
+            for collector in self._started:
+                try:
+                    collector.drain()
+                except Exception:  # the next read reports the collector as failed
+                    log.exception("draining collector %s", collector.name)
 
     def read(self) -> list[MetricFamily]:
         began = time.perf_counter()
@@ -154,11 +177,17 @@ class Exporter:
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("config reload: %s changed; it takes effect on restart", section)
         self.budget.configure(config.cardinality, config.ports)
+        for collector in self._started:
+            collector.apply_port_policy(self.budget.ports)
         self.config = self.config.model_copy(
             update={section: getattr(config, section) for section in RELOADABLE_SECTIONS}
         )
 
     def close(self) -> None:
+        self._stop_draining.set()
+        if self._drainer is not None:
+            self._drainer.join()
+            self._drainer = None
         for collector in reversed(self._started):  # a later one may use an earlier one's maps
             try:
                 collector.close()

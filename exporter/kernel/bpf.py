@@ -62,15 +62,28 @@ def claim_closed_entries(table: Any, older_than_s: float) -> Iterator[Any]:
     """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
     is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
     meanwhile) is skipped, so each is handled by exactly one side."""
+    return claim_stale_entries(table, "closed_ns", older_than_s)
+
+
+def claim_stale_entries(table: Any, stamp: str, older_than_s: float) -> Iterator[Any]:
+    """Deletes and yields the values whose ``stamp`` field (bpf_ktime_get_ns) is older than
+    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds."""
     now_ns = time.monotonic_ns()
-    for key, value in list(table.items()):
-        if now_ns - value.closed_ns < older_than_s * 1e9:
+    for key, value in list(table.items_lookup_batch()):
+        if now_ns - getattr(value, stamp) < older_than_s * 1e9:
             continue
         try:
             del table[key]
         except KeyError:
             continue
         yield value
+
+
+def fill_array(table: Any, values: bytes) -> None:
+    """Writes a BPF array of u8, one value per index, in one batch syscall."""
+    keys = (table.Key * len(values))(*range(len(values)))
+    leaves = (table.Leaf * len(values)).from_buffer_copy(values)
+    table.items_update_batch(keys, leaves)
 
 
 def bpf_source(filename: str) -> str:

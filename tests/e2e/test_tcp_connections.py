@@ -272,7 +272,7 @@ def test_self_metrics(exporter):
     ):
         assert value(series, "netsnoop_program_attached", program=program) == 1, program
     assert value(series, "netsnoop_collector_success", collector="tcp_connections") == 1
-    assert value(series, "netsnoop_map_capacity", map="connections") == 16384
+    assert value(series, "netsnoop_map_capacity", map="connections") == 65536
     assert value(series, "netsnoop_map_entries", map="connections") >= 1
     assert value(series, "netsnoop_map_update_failures_total", map="connections") == 0
     build = [lbls for (name, lbls) in series if name == "netsnoop_build_info"]
