@@ -183,6 +183,16 @@ class RemoteHost:
         return self.run(sys.executable, "-c", code, timeout=timeout).stdout
 
 
+def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
+    """An nftables rule inside the remote host's namespace for TCP to ``port``."""
+    remote.run(
+        "nft",
+        "add table inet nst; add chain inet nst input "
+        "{ type filter hook input priority 0; policy accept; }; "
+        f"add rule inet nst input tcp dport {port} {verdict}",
+    )
+
+
 @contextlib.contextmanager
 def remote_host() -> Iterator[RemoteHost]:
     index = next(_namespace_ids)
