@@ -163,3 +163,28 @@ def test_kernel_flags_fold_each_port_as_the_userspace_policy_does():
 def test_kernel_flags_follow_a_policy_turned_off():
     flags = budget(Clock(), fold_ephemeral=False, fold_refused_inbound=False).ports.kernel_flags()
     assert flags == bytes(65536)
+
+
+def test_a_series_reported_at_zero_is_born_at_zero_with_its_creation_time():
+    clock, wall = Clock(), [1_700_000_000.0]
+    guard = SeriesBudget(
+        CardinalityConfig(series_per_metric=2, idle_seconds=60),
+        PortsConfig(),
+        clock=clock,
+        ephemeral=lambda: (32768, 60999),
+        wall_clock=lambda: wall[0],
+    )
+    drops = MetricFamily("netsnoop_listen_drops", "counter", "x", ("port",), increments=True)
+    drops.add(("8080",), 0)
+    out = guard.apply([drops])[0]
+    assert out.samples == {("8080",): 0} and out.created == {("8080",): 1_700_000_000.0}
+    clock.now += 50
+    wall[0] += 50
+    drops.samples = {("8080",): 3.0, ("9090",): 0.0, ("9091",): 0.0}
+    out = guard.apply([drops])[0]
+    # the first drops land in a series Prometheus already knows at 0; the budget's last
+    # place goes to 9090, and a series at zero never takes an overflow place
+    assert out.samples == {("8080",): 3, ("9090",): 0}
+    assert out.created == {("8080",): 1_700_000_000.0, ("9090",): 1_700_000_050.0}
+    clock.now += 100  # past idle_seconds, but still reported: alive though nothing was added
+    assert guard.apply([drops])[0].samples[("9090",)] == 0
