@@ -168,6 +168,11 @@ class Exporter:
         families += self_metrics(self.collectors, ok, time.perf_counter() - began)
         return families + [family for output in self.output_metrics for family in output()]
 
+    def reopen_files(self) -> None:
+        """SIGHUP: the event log goes to a new file after logrotate moved the old one."""
+        for collector in self._started:
+            collector.reopen_files()
+
     def reload(self, config: Config) -> None:
         """SIGHUP: applies the series budget and port policy; every total is kept. Sections
         that shape the BPF programs or the collectors' labels need a restart."""

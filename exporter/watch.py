@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import subprocess
 import threading
 from collections import Counter
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from exporter.config import WatchRule, parse_port_range
 
@@ -251,6 +252,58 @@ class HookRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class TextSink(Protocol):
+    """Where event lines go: standard output or a ReopeningFile."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class ReopeningFile:
+    """The event log file, handled the way logrotate expects: reopened on reopen() (SIGHUP),
+    and by itself when the path no longer names the file it has open (moved or deleted).
+    Opened for append, so a truncated file is simply written from its new end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # reopen() comes from the signal handler's thread
+        self._file = self._open()
+
+    def _open(self) -> IO[str]:
+        return open(self.path, "a", encoding="utf-8")
+
+    def _moved(self) -> bool:
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._file.fileno())
+        return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        old, self._file = self._file, self._open()
+        old.close()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self._moved():
+                self._reopen()
+            return self._file.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
 class EventLog:
     """Turns kernel events into log lines and hook runs, applying each rule's exact limit.
     Called from the perf-buffer threads of several BPF programs, hence the lock."""
@@ -258,7 +311,7 @@ class EventLog:
     def __init__(
         self,
         rules: Sequence[WatchRule],
-        output: IO[str],
+        output: TextSink,
         hooks: HookRunner,
         process_info: Callable[[WatchEvent], ProcessInfo],
         wall_clock: Callable[[int], float],

@@ -43,6 +43,9 @@ class Collector(ABC):
     def apply_port_policy(self, policy: PortPolicy) -> None:
         """Hands the port policy to a kernel side that folds ports itself (at start, reload)."""
 
+    def reopen_files(self) -> None:
+        """SIGHUP: reopen the files the collector writes, for logrotate."""
+
     def drain(self) -> None:
         """Moves what the kernel side holds into userspace; the exporter calls it on a timer
         of its own, so kernel maps never wait for a scrape to be emptied."""

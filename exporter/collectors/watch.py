@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector
@@ -32,6 +32,8 @@ from exporter.watch import (
     EventLog,
     HookRunner,
     ProcessInfo,
+    ReopeningFile,
+    TextSink,
     WatchEvent,
     trie_entries,
 )
@@ -92,7 +94,7 @@ class WatchCollector(BpfCollector):
         self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._output: IO[str] = sys.stdout
+        self._output: TextSink = sys.stdout
         self._hooks: HookRunner | None = None
         self._log: EventLog | None = None
 
@@ -102,7 +104,7 @@ class WatchCollector(BpfCollector):
     def start(self) -> None:
         super().start()
         if self.settings.path != "-":
-            self._output = open(self.settings.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._output = ReopeningFile(self.settings.path)
         self._hooks = HookRunner(self.settings.hook_concurrency, self.settings.hook_timeout_seconds)
         self._log = EventLog(
             self.rules, self._output, self._hooks, self.process_info, monotonic_to_wall
@@ -230,12 +232,16 @@ class WatchCollector(BpfCollector):
                     hooks.set((rule.name, outcome), self._hooks.outcomes[(rule.name, outcome)])
         return [events, lost, hooks]
 
+    def reopen_files(self) -> None:
+        if isinstance(self._output, ReopeningFile):
+            self._output.reopen()
+
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join()
         if self._hooks is not None:
             self._hooks.close()
-        if self._output is not sys.stdout:
+        if isinstance(self._output, ReopeningFile):
             self._output.close()
         super().close()
