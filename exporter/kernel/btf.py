@@ -2,8 +2,8 @@
 
 bcc 0.26 has no CO-RE and compiles against headers that need not match the kernel, so a BPF
 program that reads a kernel struct gets the member's byte offset from here, as a define, and
-reads it with bpf_probe_read_kernel. The file is parsed once; only struct and union layouts
-(and what their members' sizes need) are kept.
+reads it with bpf_probe_read_kernel. The file is read once and indexed; a type is decoded
+only when a path goes through it.
 
 A path names members of nested structs and unions held by value, e.g.
 ``offset("net", "ns.inum")``; members of anonymous structs and unions are found as if they
@@ -14,6 +14,7 @@ for offsets in the struct it points to.
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,15 +61,20 @@ class Btf:
     def __init__(self, blob: bytes) -> None:
         if len(blob) < 24:
             raise BtfError("BTF blob is shorter than its header")
-        order = "<" if struct.unpack_from("<H", blob)[0] == BTF_MAGIC else ">"
-        if struct.unpack_from(order + "H", blob)[0] != BTF_MAGIC:
+        self._order = "<" if struct.unpack_from("<H", blob)[0] == BTF_MAGIC else ">"
+        if struct.unpack_from(self._order + "H", blob)[0] != BTF_MAGIC:
             raise BtfError("not BTF (bad magic)")
-        header_len, type_off, type_len, str_off, str_len = struct.unpack_from(order + "5I", blob, 4)
+        header_len, type_off, type_len, str_off, str_len = struct.unpack_from(
+            self._order + "5I", blob, 4
+        )
         types_start = header_len + type_off
-        strings = blob[header_len + str_off : header_len + str_off + str_len]
-        self._types: list[_Type | None] = [None]  # id 0 is void
+        self._data = blob[types_start : types_start + type_len]
+        self._strings = blob[header_len + str_off : header_len + str_off + str_len]
+        # Only where each record starts, and struct/union names: a type is decoded when asked
+        # for, which keeps a 5 MB vmlinux to a few MB of memory and a fraction of a second.
+        self._positions = array("L", [0])  # id 0 is void
         self._by_name: dict[str, int] = {}
-        self._parse(blob[types_start : types_start + type_len], strings, order)
+        self._index()
 
     @classmethod
     def load(cls, path: Path = VMLINUX) -> Btf:
@@ -80,40 +86,49 @@ class Btf:
                 "CONFIG_DEBUG_INFO_BTF=y is needed"
             ) from error
 
-    def _parse(self, data: bytes, strings: bytes, order: str) -> None:
-        def name_at(offset: int) -> str:
-            end = strings.find(b"\0", offset)
-            return strings[offset:end].decode(errors="replace")
+    def _name_at(self, offset: int) -> str:
+        end = self._strings.find(b"\0", offset)
+        return self._strings[offset:end].decode(errors="replace")
 
-        position = 0
+    def _index(self) -> None:
+        header = struct.Struct(self._order + "2I")
+        data, position = self._data, 0
         while position + 12 <= len(data):
-            name_off, info, size_or_type = struct.unpack_from(order + "3I", data, position)
-            position += 12
-            kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
+            name_off, info = header.unpack_from(data, position)
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            if kind in (KIND_STRUCT, KIND_UNION) and name_off:
+                # Forward declarations are FWD records, so the first named struct is the full
+                # one; a union and a struct may share a name.
+                self._by_name.setdefault(self._name_at(name_off), len(self._positions))
+            self._positions.append(position)
             fixed, per_entry = _EXTRA_BYTES.get(kind, (0, 0))
-            extra = data[position : position + fixed + per_entry * vlen]
-            position += fixed + per_entry * vlen
-            name = name_at(name_off)
-            if kind in (KIND_STRUCT, KIND_UNION):
-                members = []
-                for i in range(vlen):
-                    m_name, m_type, m_offset = struct.unpack_from(order + "3I", extra, 12 * i)
-                    bits = m_offset >> 24 if kind_flag else 0
-                    bit_offset = m_offset & 0xFFFFFF if kind_flag else m_offset
-                    members.append((name_at(m_name), m_type, bit_offset, bits))
-                parsed = _Type(kind, name, size_or_type, tuple(members))
-                if name:
-                    # Forward declarations are separate FWD records, so the first named
-                    # struct is the full one; a union and a struct may share a name.
-                    self._by_name.setdefault(name, len(self._types))
-            elif kind == KIND_ARRAY:
-                element, _index, count = struct.unpack_from(order + "3I", extra)
-                parsed = _Type(kind, name, 0, array=(element, count))
-            else:
-                parsed = _Type(kind, name, size_or_type)
-            self._types.append(parsed)
+            position += 12 + fixed + per_entry * vlen
         if position != len(data):
             raise BtfError("malformed BTF: type section ends inside a record")
+
+    def _type(self, type_id: int) -> _Type:
+        if not 0 < type_id < len(self._positions):
+            raise BtfError(f"BTF type id {type_id} does not exist")
+        position = self._positions[type_id]
+        name_off, info, size_or_type = struct.unpack_from(self._order + "3I", self._data, position)
+        kind, vlen, kind_flag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
+        name = self._name_at(name_off)
+        if kind in (KIND_STRUCT, KIND_UNION):
+            members = []
+            for i in range(vlen):
+                m_name, m_type, m_offset = struct.unpack_from(
+                    self._order + "3I", self._data, position + 12 + 12 * i
+                )
+                bits = m_offset >> 24 if kind_flag else 0
+                bit_offset = m_offset & 0xFFFFFF if kind_flag else m_offset
+                members.append((self._name_at(m_name), m_type, bit_offset, bits))
+            return _Type(kind, name, size_or_type, tuple(members))
+        if kind == KIND_ARRAY:
+            element, _index, count = struct.unpack_from(
+                self._order + "3I", self._data, position + 12
+            )
+            return _Type(kind, name, 0, array=(element, count))
+        return _Type(kind, name, size_or_type)
 
     def member(self, struct_name: str, path: str) -> Member:
         """The member at ``path`` (dot-separated names) inside ``struct struct_name``."""
@@ -160,9 +175,7 @@ class Btf:
     def _resolve(self, type_id: int) -> _Type:
         """The type behind typedefs and qualifiers."""
         for _ in range(32):
-            found = self._types[type_id] if 0 < type_id < len(self._types) else None
-            if found is None:
-                raise BtfError(f"BTF type id {type_id} does not exist")
+            found = self._type(type_id)
             if found.kind not in _QUALIFIERS:
                 return found
             type_id = found.size_or_type
