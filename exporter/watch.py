@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
 from exporter.config import WatchRule, parse_port_range
+from exporter.kernel.tasks import task_fact_defines
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,18 @@ def trie_entries(rules: Sequence[WatchRule]) -> list[TrieEntry]:
     return entries
 
 
+CMDLINE_BYTES = 128  # of the arguments, read in the kernel at the event (bpf/watch.h)
+
+
 def watch_defines(rules: Sequence[WatchRule], pending_map_size: int) -> dict[str, int | str]:
-    """Map sizes for programs that paste bpf/watch.h."""
+    """Map sizes and task struct offsets for programs that paste bpf/watch.h."""
     entries = sum(rule.trie_entries_needed() for rule in rules)
-    return {"WATCH_RULES_MAP_SIZE": max(16, entries), "WATCH_PENDING_MAP_SIZE": pending_map_size}
+    return {
+        "WATCH_RULES_MAP_SIZE": max(16, entries),
+        "WATCH_PENDING_MAP_SIZE": pending_map_size,
+        "WATCH_CMDLINE_LEN": CMDLINE_BYTES,
+        **(task_fact_defines() if rules else {}),
+    }
 
 
 class WindowLimiter:
@@ -114,6 +123,13 @@ class WindowLimiter:
         return True
 
 
+def split_cmdline(raw: bytes) -> list[str] | None:
+    """NUL-separated arguments as the kernel keeps them; None when none were read."""
+    if not raw:
+        return None
+    return [arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0")]
+
+
 @dataclass(frozen=True)
 class WatchEvent:
     """An event as the kernel sent it (struct watch_event_t), decoded."""
@@ -131,18 +147,22 @@ class WatchEvent:
     uid: int | None
     comm: str | None
     cgroup_id: int | None
+    gid: int | None = None
+    # read from the task in the kernel at the event; None without kernel BTF
+    process: ProcessInfo | None = None
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """What userspace adds about the event's process: lineage from the kernel's fork/exec
-    records (or /proc for processes older than the exporter), the rest from /proc while the
-    process still exists."""
+    """The event's process beyond pid, uid and comm, as it was at the event: read from the
+    task in the kernel. Never from /proc at the time the event is handled, when the pid may
+    run another program (after an exec) or another process (after reuse). None: unknown."""
 
     ppid: int | None = None
     parent_comm: str | None = None
     euid: int | None = None
     cmdline: list[str] | None = None
+    cmdline_truncated: bool = False  # the arguments went on past CMDLINE_BYTES
 
 
 def endpoint(addr: bytes, port: int) -> str | None:
@@ -178,7 +198,9 @@ def event_record(
         "parent_comm": process.parent_comm,
         "uid": event.uid,
         "euid": process.euid,
+        "gid": event.gid,
         "cmdline": process.cmdline,
+        "cmdline_truncated": process.cmdline_truncated,
         "cgroup_id": event.cgroup_id,
     }
 

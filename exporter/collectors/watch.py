@@ -10,6 +10,7 @@ while the process exists (null after), like the command line.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import threading
@@ -22,11 +23,11 @@ from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
-from exporter.kernel import procfs
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import (
+    CMDLINE_BYTES,
     HOOK_OUTCOMES,
     PROTOCOLS,
     EventLog,
@@ -35,6 +36,7 @@ from exporter.watch import (
     ReopeningFile,
     TextSink,
     WatchEvent,
+    split_cmdline,
     trie_entries,
 )
 
@@ -65,6 +67,23 @@ def decode_event(raw: Any) -> WatchEvent:
         uid=None if raw.uid == NO_UID else raw.uid,
         comm=comm or None,
         cgroup_id=raw.cgroup_id if has_process else None,
+        gid=raw.gid if has_process else None,
+        process=task_facts(raw) if has_process and raw.has_task_facts else None,
+    )
+
+
+def task_facts(raw: Any) -> ProcessInfo:
+    """What bpf/watch.h read from the task at the event."""
+    length = min(raw.cmdline_len, CMDLINE_BYTES)
+    # raw.cmdline would stop at the first NUL (ctypes char arrays): read the field's memory
+    cmdline = ctypes.string_at(ctypes.addressof(raw) + type(raw).cmdline.offset, length)
+    return ProcessInfo(
+        ppid=raw.ppid or None,
+        parent_comm=decode_comm(bytes(raw.parent_comm)) or None,
+        euid=raw.euid,
+        cmdline=split_cmdline(cmdline),
+        # the kernel keeps a NUL after the last argument: without it the read stopped short
+        cmdline_truncated=length == CMDLINE_BYTES and not cmdline.endswith(b"\0"),
     )
 
 
@@ -167,24 +186,21 @@ class WatchCollector(BpfCollector):
         self.buffer_lost += count
 
     def process_info(self, event: WatchEvent) -> ProcessInfo:
+        """The kernel's facts from the event; without them (no kernel BTF), the parent the
+        fork/exec records kept, and euid and cmdline unknown rather than read from /proc now,
+        where the pid may run another program."""
+        if event.process is not None:
+            return event.process
         if event.pid is None:
             return ProcessInfo()
         assert self.bpf is not None
         parents, names = self.bpf.table("parents"), self.bpf.table("names")
         known_parent = parents.get(parents.Key(event.pid))
-        ppid = known_parent.value if known_parent is not None else procfs.parent_pid(event.pid)
-        parent_comm = None
-        if ppid is not None:
-            known_name = names.get(names.Key(ppid))
-            parent_comm = (
-                decode_comm(bytes(known_name.comm)) if known_name is not None else procfs.comm(ppid)
-            )
-        return ProcessInfo(
-            ppid=ppid,
-            parent_comm=parent_comm,
-            euid=procfs.effective_uid(event.pid),
-            cmdline=procfs.cmdline(event.pid),
-        )
+        if known_parent is None:
+            return ProcessInfo()
+        known_name = names.get(names.Key(known_parent.value))
+        parent_comm = decode_comm(bytes(known_name.comm)) if known_name is not None else None
+        return ProcessInfo(ppid=known_parent.value, parent_comm=parent_comm)
 
     def _per_rule_sum(self, table_name: str) -> list[int]:
         totals = [0] * len(self.rules)
