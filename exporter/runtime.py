@@ -91,7 +91,8 @@ def self_metrics(
             entries.set((stats.name,), stats.entries)
             capacity.set((stats.name,), stats.capacity)
             failures.set((stats.name,), stats.update_failures)
-            swept.set((stats.name,), stats.swept)
+            if stats.swept is not None:
+                swept.set((stats.name,), stats.swept)
     duration = MetricFamily(
         "netsnoop_scrape_duration_seconds",
         "gauge",

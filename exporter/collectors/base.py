@@ -24,7 +24,7 @@ class MapStats:
     entries: int
     capacity: int
     update_failures: int
-    swept: int = 0  # entries the kernel side never removed, deleted by a userspace sweep
+    swept: int | None = None  # entries a userspace sweep deleted; None: the map has no sweep
 
 
 class Collector(ABC):
@@ -77,6 +77,8 @@ class BpfCollector(Collector):
     shared_sources: ClassVar[tuple[str, ...]] = ()  # bpf/ files pasted after common.h
     # The counters map read as increments and drained without loss (kernel/counters.py).
     counters_map: ClassVar[str] = ""
+    # Maps whose entries the BPF side may never delete: a sweep counts those it deletes.
+    swept_maps: ClassVar[tuple[str, ...]] = ()
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False
 
@@ -153,7 +155,8 @@ class BpfCollector(Collector):
             if entries is None:
                 entries = sum(1 for _ in table.items_lookup_batch())  # one syscall per batch
             lost = sum(failures[failures.Key(index)])
-            stats.append(MapStats(name, entries, table.max_entries, int(lost), self.swept[name]))
+            swept = self.swept[name] if name in self.swept_maps else None
+            stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))
         return stats
 
     def close(self) -> None:

@@ -105,6 +105,7 @@ class TcpConnectionsCollector(BpfCollector):
     )
     counters_map: ClassVar[str] = "connections"
     folds_ports: ClassVar[bool] = True
+    swept_maps: ClassVar[tuple[str, ...]] = ("connecting",)
     map_names: ClassVar[tuple[str, ...]] = (
         "connections",
         "connecting",
