@@ -138,6 +138,20 @@ class ExporterProcess:
         return self.process.returncode
 
 
+def watch_config(rule: str, port: int, log: Path) -> str:
+    """A config that logs every outbound TCP attempt to ``port`` (rule ``rule``) to ``log``."""
+    return f"""
+watch:
+  - name: {rule}
+    protocol: tcp
+    direction: outbound
+    ports: [{port}]
+    rate_limit: 0
+event_log:
+  path: "{log}"
+"""
+
+
 def named_python(directory: Path, comm: str) -> str:
     """A python3 reachable under another name, so the process's comm is ``comm``."""
     link = directory / comm

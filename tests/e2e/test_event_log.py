@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, free_port, named_python
+from tests.helpers import ExporterProcess, free_port, named_python, watch_config
 
 pytestmark = pytest.mark.root
 
@@ -49,17 +49,7 @@ def wait_for_lines(path: Path, port: int, count: int, timeout: float = 10.0) -> 
 def test_moved_signalled_or_truncated_log_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "events.jsonl"
-    config = f"""
-watch:
-  - name: lost-rotate
-    protocol: tcp
-    direction: outbound
-    ports: [{port}]
-    rate_limit: 0
-event_log:
-  path: "{log}"
-"""
-    exporter = ExporterProcess(config, tmp_path)
+    exporter = ExporterProcess(watch_config("lost-rotate", port, log), tmp_path)
     client = named_python(tmp_path, "nst-rotate")
 
     def attempts(count: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, free_port, named_python
+from tests.helpers import ExporterProcess, free_port, named_python, watch_config
 
 pytestmark = pytest.mark.root
 
@@ -52,17 +52,7 @@ def watched(
 ) -> Iterator[tuple[ExporterProcess, int, Path]]:
     root = tmp_path_factory.mktemp("fidelity")
     port, log = free_port(), root / "events.jsonl"
-    config = f"""
-watch:
-  - name: {RULE}
-    protocol: tcp
-    direction: outbound
-    ports: [{port}]
-    rate_limit: 0
-event_log:
-  path: "{log}"
-"""
-    exporter = ExporterProcess(config, root)
+    exporter = ExporterProcess(watch_config(RULE, port, log), root)
     try:
         exporter.wait_ready()
         yield exporter, port, log
