@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, fill_array
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, fill_array, map_items
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
@@ -153,7 +153,7 @@ class BpfCollector(Collector):
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
-                entries = sum(1 for _ in table.items_lookup_batch())  # one syscall per batch
+                entries = len(map_items(table))  # one syscall per batch
             lost = sum(failures[failures.Key(index)])
             swept = self.swept[name] if name in self.swept_maps else None
             stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from exporter.kernel.bpf import map_items
+
 ROTATE_S = 5.0  # how often new increments move to a new epoch
 RETIRE_S = 1.0  # how long after that the old epoch's keys are certainly final
 
@@ -35,8 +37,10 @@ class EpochCounters:
         counters: Any,
         epoch_table: Any,
         clock: Callable[[], float] = time.monotonic,
+        read_map: Callable[[Any], list[tuple[Any, Any]]] = map_items,
     ) -> None:
         self._counters = counters
+        self._read_map = read_map
         self._epoch_table = epoch_table
         self._clock = clock
         self._epoch = 0
@@ -71,7 +75,7 @@ class EpochCounters:
         increments: list[tuple[Any, int]] = []
         seen: dict[bytes, int] = {}
         final: list[Any] = []
-        items = list(self._counters.items_lookup_batch())
+        items = self._read_map(self._counters)
         for key, value in items:
             identity = bytes(key)
             count = int(value)

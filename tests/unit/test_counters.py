@@ -27,7 +27,7 @@ class FakeCounterMap:
         _, value = self.values.get(bytes(key), (key, 0))
         self.values[bytes(key)] = (key, value + count)
 
-    def items_lookup_batch(self):
+    def items(self):
         return list(self.values.values())
 
     def __delitem__(self, key: Key) -> None:
@@ -42,7 +42,7 @@ class EpochTable(dict):
 def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     now = [0.0]
     kernel, epoch = FakeCounterMap(), EpochTable()
-    reader = EpochCounters(kernel, epoch, clock=lambda: now[0])
+    reader = EpochCounters(kernel, epoch, clock=lambda: now[0], read_map=FakeCounterMap.items)
     kernel.add(80, 0, 3)
     reader.drain()
     kernel.add(80, 0, 2)
@@ -52,6 +52,6 @@ def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     kernel.add(80, 1)
     now[0] += counters.RETIRE_S  # epoch 0 is final: read a last time and deleted
     reader.drain()
-    assert [bytes(k) for k, _ in kernel.items_lookup_batch()] == [bytes(Key(80, 0, 1))]
+    assert [bytes(k) for k, _ in kernel.items()] == [bytes(Key(80, 0, 1))]
     assert sum(count for _, count in reader.read()) == 6
     assert reader.read() == []  # each increment is handed out once
