@@ -33,6 +33,30 @@ static __always_inline u32 current_epoch(void)
     return epoch ? *epoch : 0;
 }
 
+#ifdef NS_PORT_FOLD
+/* The port policy (docs/security.md), applied here rather than in userspace so that a scan of
+ * every port costs a bounded number of keys: userspace writes one flag byte per port
+ * (exporter/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
+ * which userspace shows as port="other". */
+#define PORT_OTHER 0
+#define PORT_FOLD_ALWAYS 1            /* ephemeral and not kept */
+#define PORT_FOLD_REFUSED_INBOUND 2   /* not kept: folded when nothing listens there */
+BPF_ARRAY(port_fold, u8, 65536);
+
+static __always_inline u16 fold_port(u16 port, int refused_inbound)
+{
+    u32 index = port;
+    u8 *flags = port_fold.lookup(&index);
+    if (!flags)
+        return port;
+    if (*flags & PORT_FOLD_ALWAYS)
+        return PORT_OTHER;
+    if (refused_inbound && (*flags & PORT_FOLD_REFUSED_INBOUND))
+        return PORT_OTHER;
+    return port;
+}
+#endif
+
 /* bcc rewrites map calls from the source text, so they cannot sit inside a macro: each
  * program writes its counter update out as lookup_or_try_init + __sync_fetch_and_add
  * (increment() is a no-op on LRU and per-CPU maps) and calls note_update_failure on NULL. */

@@ -69,6 +69,7 @@ struct listener_t {
 
 struct attempt_t {
     struct owner_t owner;
+    u64 started_ns;  /* connect(): an entry far older than any SYN timeout was never closed */
     u64 closed_ns;  /* set when the socket closed before its errno was known */
     u16 port;
     u8 reset_seen;
@@ -89,11 +90,19 @@ struct tuple_t {
     u16 dport;
 };
 
-BPF_HASH(connections, struct connection_key_t, u64, CONNECTIONS_MAP_SIZE);
-BPF_TABLE("lru_hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE);
-BPF_TABLE("lru_hash", struct listener_key_t, struct listener_t, listeners, LISTENERS_MAP_SIZE);
+/* Plain hashes, not LRU: a full map refuses the update (counted in map_update_failures)
+ * instead of evicting an attempt in flight without a word. Entries are allocated on use
+ * (BPF_F_NO_PREALLOC), so a large capacity costs memory only under load. Userspace sweeps
+ * what the kernel side never deletes (exporter/collectors/tcp_connections.py). */
+BPF_F_TABLE("hash", struct connection_key_t, u64, connections, CONNECTIONS_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, struct attempt_t, connecting, PENDING_MAP_SIZE, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct tuple_t, struct attempt_t, closing, PENDING_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct tuple_t, struct socket_error_t, socket_errors, PENDING_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct listener_key_t, struct listener_t, listeners, LISTENERS_MAP_SIZE,
+            BPF_F_NO_PREALLOC);
 
 /* The inode of the socket's network namespace (what /proc/<pid>/ns/net links to). */
 static __always_inline u32 socket_netns(u64 skaddr)
@@ -114,7 +123,7 @@ static __always_inline void count_connection(u8 direction, u8 result, u16 port, 
     key.netns = netns;
     key.direction = direction;
     key.result = result;
-    key.port = port;
+    key.port = fold_port(port, direction == DIR_INBOUND && result == RESULT_REFUSED);
     key.epoch = current_epoch();
     if (owner) {
         key.uid = owner->uid;
@@ -164,6 +173,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
     if (oldstate == ST_CLOSE && newstate == ST_SYN_SENT) {
         struct attempt_t attempt = {};
         current_owner(&attempt.owner);
+        attempt.started_ns = bpf_ktime_get_ns();
         attempt.port = args->dport;
         if (connecting.update(&skaddr, &attempt))
             note_update_failure(MAP_CONNECTING);

@@ -4,7 +4,8 @@
  * them only for UDP (dport 0 otherwise). It runs in the namespace that owns the closed port,
  * for every network namespace of the host.
  */
-/* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
+/* common.h is prepended by the loader: bcc rewrites map calls only in the main file.
+ * Ports are folded there (fold_port) like inbound refused TCP ports. */
 
 #define ICMP_DEST_UNREACH_NUM 3
 #define ICMP_PORT_UNREACH_NUM 3
@@ -28,7 +29,7 @@ int on_icmp_send(struct tp_icmp_icmp_send *args)
     if (args->dport == 0)
         return 0;  /* not UDP, or a truncated header */
     struct unreachable_key_t key = {};
-    key.port = args->dport;
+    key.port = fold_port(args->dport, 1);  /* a closed port: the UDP twin of inbound refused */
     key.epoch = current_epoch();
     u64 zero = 0;
     u64 *value = unreachable.lookup_or_try_init(&key, &zero);

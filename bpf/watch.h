@@ -37,6 +37,16 @@ struct watch_event_t {
     u8 local_addr[16];  /* IPv4 as ::ffff:a.b.c.d */
     u8 remote_addr[16];
     char comm[NS_TASK_COMM_LEN];
+    /* Read from the task at the event (watch_current_process), so they describe the process
+     * image that made it, even after an exec or its exit; has_task_facts says they were read. */
+    u32 gid;
+    u32 euid;
+    u32 ppid;  /* the real parent's tgid */
+    u16 cmdline_len;  /* bytes of cmdline read, NUL-separated arguments */
+    u8 has_task_facts;
+    u8 reserved;
+    char parent_comm[NS_TASK_COMM_LEN];
+    char cmdline[WATCH_CMDLINE_LEN];
 };
 
 /* One-second windows per rule: the kernel drops what is clearly over the limit so a flood
@@ -108,14 +118,51 @@ static __always_inline int watch_admit(u32 rule)
     return 0;
 }
 
+#ifdef WATCH_TASK_FACTS
+/* The current task's euid, parent and arguments, at the struct offsets the running
+ * kernel's BTF gives (exporter/kernel/tasks.py): what /proc would say now, but now is the
+ * event, not a later moment when the pid may run another program or none. */
+static __always_inline void watch_task_facts(struct watch_event_t *event)
+{
+    void *task = (void *)bpf_get_current_task();
+    void *cred = 0, *parent = 0, *mm = 0;
+    if (bpf_probe_read_kernel(&cred, sizeof(cred), task + TASK_CRED_OFF) || !cred)
+        return;
+    if (bpf_probe_read_kernel(&event->euid, sizeof(event->euid), cred + CRED_EUID_OFF))
+        return;
+    if (bpf_probe_read_kernel(&parent, sizeof(parent), task + TASK_REAL_PARENT_OFF) || !parent)
+        return;
+    bpf_probe_read_kernel(&event->ppid, sizeof(event->ppid), parent + TASK_TGID_OFF);
+    bpf_probe_read_kernel(event->parent_comm, sizeof(event->parent_comm), parent + TASK_COMM_OFF);
+    event->has_task_facts = 1;
+    if (bpf_probe_read_kernel(&mm, sizeof(mm), task + TASK_MM_OFF) || !mm)
+        return;  /* a kernel thread: no arguments */
+    u64 arg_start = 0, arg_end = 0;
+    bpf_probe_read_kernel(&arg_start, sizeof(arg_start), mm + MM_ARG_START_OFF);
+    bpf_probe_read_kernel(&arg_end, sizeof(arg_end), mm + MM_ARG_END_OFF);
+    if (arg_end <= arg_start)
+        return;
+    u64 length = arg_end - arg_start;
+    if (length > WATCH_CMDLINE_LEN)
+        length = WATCH_CMDLINE_LEN;  /* truncated; userspace marks it */
+    if (bpf_probe_read_user(event->cmdline, length, (void *)arg_start) == 0)
+        event->cmdline_len = length;
+}
+#endif
+
 /* Fills the process part of an event; only valid in process context. */
 static __always_inline void watch_current_process(struct watch_event_t *event)
 {
+    u64 uid_gid = bpf_get_current_uid_gid();
     event->pid = bpf_get_current_pid_tgid() >> 32;
-    event->uid = (u32)bpf_get_current_uid_gid();
+    event->uid = (u32)uid_gid;
+    event->gid = uid_gid >> 32;
     event->cgroup_id = bpf_get_current_cgroup_id();
     event->has_process = 1;
     bpf_get_current_comm(event->comm, sizeof(event->comm));
+#ifdef WATCH_TASK_FACTS
+    watch_task_facts(event);
+#endif
 }
 
 /* Counts the match, applies the rate limit and sends the event: event->rule is the index. */

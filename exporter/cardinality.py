@@ -8,7 +8,10 @@ Each read's counter families pass through here before they become a snapshot. Pe
   later ones are added to an overflow series whose unbounded labels read ``other`` (a kept port
   stays), so the sum over the metric stays exact; ``netsnoop_series_overflow_total{metric}``
   counts the increments folded that way;
-- a series that had no increment for ``idle_seconds`` is dropped and frees its place.
+- a series that had no increment for ``idle_seconds`` is dropped and frees its place;
+- a series a collector reports at 0 (a listener, a rule's hook outcome) is born at 0, so the
+  first increment shows in ``increase()``; each series carries its creation time
+  (OpenMetrics ``_created``).
 
 Totals live here, in userspace, so collectors may drain or lose their kernel maps: a counter
 keeps growing from where it was. Collectors report either running totals (a reset is taken
@@ -28,6 +31,14 @@ from exporter.kernel.sysctl import local_port_range
 from exporter.snapshot import LabelValues, MetricFamily
 
 OTHER = "other"
+# bpf/common.h: one flag byte per port, written into each program's port_fold map.
+PORT_FOLD_ALWAYS = 1
+PORT_FOLD_REFUSED_INBOUND = 2
+KERNEL_PORT_OTHER = 0  # the port a BPF program counts a folded port as
+
+
+def kernel_port_label(port: int) -> str:
+    return OTHER if port == KERNEL_PORT_OTHER else str(port)
 
 
 class PortPolicy:
@@ -42,6 +53,20 @@ class PortPolicy:
         )
         self.fold_ephemeral = settings.fold_ephemeral
         self.fold_refused_inbound = settings.fold_refused_inbound
+
+    def kernel_flags(self) -> bytes:
+        """The policy as the BPF programs apply it: a PORT_FOLD_* byte per port 0-65535.
+
+        The same rules as port_label, so a port folds the same way on both sides."""
+        flags = bytearray([PORT_FOLD_REFUSED_INBOUND if self.fold_refused_inbound else 0]) * 65536
+        if self.fold_ephemeral:
+            low, high = self.ephemeral
+            for port in range(low, high + 1):
+                flags[port] |= PORT_FOLD_ALWAYS
+        for port, kept in enumerate(self._kept_flags):
+            if kept or port == KERNEL_PORT_OTHER:
+                flags[port] = 0
+        return bytes(flags)
 
     def is_kept(self, port: str) -> bool:
         return port.isdigit() and int(port) < 65536 and self._kept_flags[int(port)] == 1
@@ -59,8 +84,9 @@ class PortPolicy:
 
 @dataclass
 class Series:
+    created: float  # wall-clock seconds: OpenMetrics ``_created``
     value: float = 0.0
-    last_increment: float = 0.0
+    last_increment: float = 0.0  # or last read that still carried the series (at 0)
 
 
 @dataclass
@@ -81,8 +107,10 @@ class SeriesBudget:
         ports: PortsConfig,
         clock: Callable[[], float] = time.monotonic,
         ephemeral: Callable[[], tuple[int, int]] = local_port_range,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self._wall_clock = wall_clock
         self._ephemeral = ephemeral
         self._metrics: dict[str, MetricState] = {}
         self.configure(settings, ports)
@@ -118,7 +146,7 @@ class SeriesBudget:
         port_index = names.index("port") if "port" in names else None
         new: dict[LabelValues, float] = {}
         for label_values, increment in increments.items():
-            if increment <= 0:
+            if increment < 0:
                 continue
             labels = label_values
             if port_index is not None:
@@ -136,18 +164,23 @@ class SeriesBudget:
         expiry = now - self.settings.idle_seconds
         for labels in [k for k, s in state.series.items() if s.last_increment < expiry]:
             del state.series[labels]
+        created = self._wall_clock()
         for labels, increment in new.items():
             if len(state.series) < self.settings.series_per_metric:
-                series = state.series[labels] = Series()
+                series = state.series[labels] = Series(created)
+            elif increment == 0:
+                continue  # a series born at zero never takes an overflow place
             else:
-                series = state.overflow.setdefault(self._fold(family, labels), Series())
+                series = state.overflow.setdefault(self._fold(family, labels), Series(created))
                 state.folded += increment
             series.value += increment
             series.last_increment = now
         samples = {labels: s.value for labels, s in state.series.items()}
+        born = {labels: s.created for labels, s in state.series.items()}
         for labels, series in state.overflow.items():
             samples[labels] = samples.get(labels, 0.0) + series.value
-        return dataclasses.replace(family, samples=samples, increments=False)
+            born[labels] = min(born.get(labels, series.created), series.created)
+        return dataclasses.replace(family, samples=samples, created=born, increments=False)
 
     def _fold(self, family: MetricFamily, labels: LabelValues) -> LabelValues:
         """Unbounded labels become OTHER; bounded ones and a kept port stay."""

@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     def reload(signum: int, frame: FrameType | None) -> None:
+        exporter.reopen_files()
         try:
             exporter.reload(load_config(args.config_file))
         except ConfigError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -31,10 +32,11 @@ class StrictModel(BaseModel):
 class TcpConnectionsConfig(StrictModel):
     enabled: bool = True
     map_size: MapSize = Field(
-        16384, description="Distinct {direction, port, comm, uid, result} counters kept."
+        65536,
+        description="Distinct {direction, port, comm, uid, result} counters per drain interval.",
     )
     pending_map_size: MapSize = Field(
-        8192, description="Connect attempts in flight (LRU: the oldest is evicted when full)."
+        65536, description="Connect attempts in flight; when full, attempts are counted as lost."
     )
     listeners_map_size: MapSize = Field(
         4096, description="Listening (network namespace, port) pairs with a known owner."
@@ -227,6 +229,24 @@ class EventLogConfig(StrictModel):
     buffer_pages: int = Field(64, ge=1, le=4096, description="Perf buffer pages per CPU.")
     pending_map_size: MapSize = Field(4096, description="Watched TCP attempts in flight.")
     lineage_map_size: MapSize = Field(65536, description="Processes whose parent is known (LRU).")
+
+    @field_validator("path")
+    @classmethod
+    def _writable(cls, path: str) -> str:
+        """Checked with the config, not when the programs are loaded and the log opens."""
+        if path == "-":
+            return path
+        if not path:
+            raise ValueError("empty; '-' means standard output")
+        target = Path(path)
+        if target.is_dir():
+            raise ValueError(f"{path} is a directory")
+        if not target.parent.is_dir():
+            raise ValueError(f"directory {target.parent} does not exist")
+        writable = target if target.exists() else target.parent
+        if not os.access(writable, os.W_OK):
+            raise ValueError(f"{writable} is not writable")
+        return path
 
     @field_validator("buffer_pages")
     @classmethod

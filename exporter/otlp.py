@@ -238,6 +238,7 @@ METRICS: dict[str, OtlpMetric] = {
     "netsnoop_bpf_map_entries": OtlpMetric("netsnoop.bpf.map.entries", "{entry}"),
     "netsnoop_bpf_map_capacity": OtlpMetric("netsnoop.bpf.map.capacity", "{entry}"),
     "netsnoop_bpf_map_update_failures": OtlpMetric("netsnoop.bpf.map.update_failures", "{update}"),
+    "netsnoop_bpf_map_entries_swept": OtlpMetric("netsnoop.bpf.map.swept_entries", "{entry}"),
     "netsnoop_collector_success": OtlpMetric("netsnoop.collector.success", "1"),
     "netsnoop_series_overflow": OtlpMetric("netsnoop.series.overflow", "{increment}"),
     "netsnoop_scrape_duration_seconds": OtlpMetric("netsnoop.snapshot.duration", "s"),

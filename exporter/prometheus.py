@@ -20,14 +20,25 @@ class SnapshotCollector:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
+        """Counters carry ``_created``, so Prometheus (created-timestamp-zero-ingestion) sees
+        a new series start from 0 and counts its first increment in ``increase()``."""
+        started_at = self.source.started_at
         for family in self.source.current().families:
-            metric_type = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
-            metric = metric_type(
+            if family.kind == "counter":
+                counter = CounterMetricFamily(
+                    family.name, family.documentation, labels=family.label_names, unit=family.unit
+                )
+                for label_values, value in family.samples.items():
+                    created = family.created.get(label_values, started_at)
+                    counter.add_metric(label_values, value, created=created)
+                yield counter
+                continue
+            gauge = GaugeMetricFamily(
                 family.name, family.documentation, labels=family.label_names, unit=family.unit
             )
             for label_values, value in family.samples.items():
-                metric.add_metric(label_values, value)
-            yield metric
+                gauge.add_metric(label_values, value)
+            yield gauge
 
 
 def _escape_label_value(value: str) -> str:

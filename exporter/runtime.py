@@ -82,6 +82,13 @@ def self_metrics(
         "Updates the BPF side lost because the map was full.",
         ("collector", "map"),
     )
+    swept = MetricFamily(
+        "netsnoop_bpf_map_entries_swept",
+        "counter",
+        "Entries the BPF side never removed (an event it did not see), deleted by the "
+        "exporter's sweep; for pending connects, attempts that could not be counted.",
+        ("collector", "map"),
+    )
     for collector in collectors:
         success.set((collector.name,), 1.0 if collector_ok.get(collector.name) else 0.0)
         for program, is_attached in collector.program_status().items():
@@ -90,6 +97,8 @@ def self_metrics(
             entries.set((collector.name, stats.name), stats.entries)
             capacity.set((collector.name, stats.name), stats.capacity)
             failures.set((collector.name, stats.name), stats.update_failures)
+            if stats.swept is not None:
+                swept.set((collector.name, stats.name), stats.swept)
     duration = MetricFamily(
         "netsnoop_scrape_duration_seconds",
         "gauge",
@@ -98,7 +107,7 @@ def self_metrics(
         unit="seconds",
     )
     duration.set((), read_seconds)
-    families = [build, attached, success, entries, capacity, failures, duration]
+    families = [build, attached, success, entries, capacity, failures, swept, duration]
     if stats_enabled():  # off, the kernel counts nothing and zeros would mislead
         families += program_run_families(collectors)
     return families
@@ -117,6 +126,7 @@ def btf_family(available: bool) -> MetricFamily:
 
 
 RELOADABLE_SECTIONS = ("cardinality", "ports")
+DRAIN_INTERVAL_S = 1.0  # kernel maps are sized for what arrives in this long (README)
 
 
 class Exporter:
@@ -130,6 +140,8 @@ class Exporter:
         self.btf_available = False
         # The outputs' own health (e.g. OTLP export counts), read into every snapshot.
         self.output_metrics: list[Callable[[], list[MetricFamily]]] = []
+        self._stop_draining = threading.Event()
+        self._drainer: threading.Thread | None = None
 
     def start(self) -> None:
         """Load every collector; one that cannot load is reported, the rest still serve."""
@@ -140,17 +152,29 @@ class Exporter:
             except BpfLoadError as error:
                 log.error("collector %s disabled: %s", collector.name, error)
                 continue
+            collector.apply_port_policy(self.budget.ports)
             self._started.append(collector)
             log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
         release_compiler_memory()
         # The collectors have their struct offsets: the parsed BTF (several MB) can go.
         self.btf_available = btf.kernel_btf() is not None
         btf.kernel_btf.cache_clear()
+        self._drainer = threading.Thread(target=self._drain_loop, name="drain", daemon=True)
+        self._drainer.start()
         statuses = [s for c in self.collectors for s in c.program_status().values()]
         if any(statuses) or not statuses:
             self.ready.set()
         else:  # serving only zeros would look healthy to a liveness probe
             log.error("no BPF program could be attached: /healthz stays 503")
+
+    def _drain_loop(self) -> None:
+        """Empties the kernel maps every DRAIN_INTERVAL_S whether or not anyone scrapes."""
+        while not self._stop_draining.wait(DRAIN_INTERVAL_S):
+            for collector in self._started:
+                try:
+                    collector.drain()
+                except Exception:  # the next read reports the collector as failed
+                    log.exception("draining collector %s", collector.name)
 
     def read(self) -> list[MetricFamily]:
         began = time.perf_counter()
@@ -169,6 +193,11 @@ class Exporter:
         families.append(btf_family(self.btf_available))
         return families + [family for output in self.output_metrics for family in output()]
 
+    def reopen_files(self) -> None:
+        """SIGHUP: the event log goes to a new file after logrotate moved the old one."""
+        for collector in self._started:
+            collector.reopen_files()
+
     def reload(self, config: Config) -> None:
         """SIGHUP: applies the series budget and port policy; every total is kept. Sections
         that shape the BPF programs or the collectors' labels need a restart."""
@@ -178,11 +207,17 @@ class Exporter:
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("config reload: %s changed; it takes effect on restart", section)
         self.budget.configure(config.cardinality, config.ports)
+        for collector in self._started:
+            collector.apply_port_policy(self.budget.ports)
         self.config = self.config.model_copy(
             update={section: getattr(config, section) for section in RELOADABLE_SECTIONS}
         )
 
     def close(self) -> None:
+        self._stop_draining.set()
+        if self._drainer is not None:
+            self._drainer.join()
+            self._drainer = None
         for collector in reversed(self._started):  # a later one may use an earlier one's maps
             try:
                 collector.close()

@@ -33,6 +33,9 @@ class MetricFamily:
     increments: bool = False
     # Labels with a small fixed set of values, kept when a series is folded into overflow.
     bounded_labels: tuple[str, ...] = ()
+    # Counters: when each series started from zero (wall-clock seconds); a series without an
+    # entry started with the exporter.
+    created: dict[LabelValues, float] = field(default_factory=dict)
 
     def add(self, label_values: LabelValues, value: float) -> None:
         """Sum into a series, so label folding and merging keep totals exact."""
@@ -57,6 +60,7 @@ class SnapshotSource:
 
     def __init__(self, read: Callable[[], Sequence[MetricFamily]]) -> None:
         self._read = read
+        self.started_at = time.time()  # the creation time of counters that carry none
         self._condition = threading.Condition()
         self._reading = False
         self._generation = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import subprocess
 import threading
 from collections import Counter
@@ -18,9 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from exporter.config import WatchRule, parse_port_range
+from exporter.kernel.tasks import task_fact_defines
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,18 @@ def trie_entries(rules: Sequence[WatchRule]) -> list[TrieEntry]:
     return entries
 
 
+CMDLINE_BYTES = 128  # of the arguments, read in the kernel at the event (bpf/watch.h)
+
+
 def watch_defines(rules: Sequence[WatchRule], pending_map_size: int) -> dict[str, int | str]:
-    """Map sizes for programs that paste bpf/watch.h."""
+    """Map sizes and task struct offsets for programs that paste bpf/watch.h."""
     entries = sum(rule.trie_entries_needed() for rule in rules)
-    return {"WATCH_RULES_MAP_SIZE": max(16, entries), "WATCH_PENDING_MAP_SIZE": pending_map_size}
+    return {
+        "WATCH_RULES_MAP_SIZE": max(16, entries),
+        "WATCH_PENDING_MAP_SIZE": pending_map_size,
+        "WATCH_CMDLINE_LEN": CMDLINE_BYTES,
+        **(task_fact_defines() if rules else {}),
+    }
 
 
 class WindowLimiter:
@@ -113,6 +123,13 @@ class WindowLimiter:
         return True
 
 
+def split_cmdline(raw: bytes) -> list[str] | None:
+    """NUL-separated arguments as the kernel keeps them; None when none were read."""
+    if not raw:
+        return None
+    return [arg.decode(errors="replace") for arg in raw.rstrip(b"\0").split(b"\0")]
+
+
 @dataclass(frozen=True)
 class WatchEvent:
     """An event as the kernel sent it (struct watch_event_t), decoded."""
@@ -130,18 +147,22 @@ class WatchEvent:
     uid: int | None
     comm: str | None
     cgroup_id: int | None
+    gid: int | None = None
+    # read from the task in the kernel at the event; None without kernel BTF
+    process: ProcessInfo | None = None
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """What userspace adds about the event's process: lineage from the kernel's fork/exec
-    records (or /proc for processes older than the exporter), the rest from /proc while the
-    process still exists."""
+    """The event's process beyond pid, uid and comm, as it was at the event: read from the
+    task in the kernel. Never from /proc at the time the event is handled, when the pid may
+    run another program (after an exec) or another process (after reuse). None: unknown."""
 
     ppid: int | None = None
     parent_comm: str | None = None
     euid: int | None = None
     cmdline: list[str] | None = None
+    cmdline_truncated: bool = False  # the arguments went on past CMDLINE_BYTES
 
 
 def endpoint(addr: bytes, port: int) -> str | None:
@@ -177,7 +198,9 @@ def event_record(
         "parent_comm": process.parent_comm,
         "uid": event.uid,
         "euid": process.euid,
+        "gid": event.gid,
         "cmdline": process.cmdline,
+        "cmdline_truncated": process.cmdline_truncated,
         "cgroup_id": event.cgroup_id,
     }
 
@@ -251,6 +274,58 @@ class HookRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class TextSink(Protocol):
+    """Where event lines go: standard output or a ReopeningFile."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class ReopeningFile:
+    """The event log file, handled the way logrotate expects: reopened on reopen() (SIGHUP),
+    and by itself when the path no longer names the file it has open (moved or deleted).
+    Opened for append, so a truncated file is simply written from its new end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # reopen() comes from the signal handler's thread
+        self._file = self._open()
+
+    def _open(self) -> IO[str]:
+        return open(self.path, "a", encoding="utf-8")
+
+    def _moved(self) -> bool:
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._file.fileno())
+        return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._reopen()
+
+    def _reopen(self) -> None:
+        old, self._file = self._file, self._open()
+        old.close()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self._moved():
+                self._reopen()
+            return self._file.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
 class EventLog:
     """Turns kernel events into log lines and hook runs, applying each rule's exact limit.
     Called from the perf-buffer threads of several BPF programs, hence the lock."""
@@ -258,7 +333,7 @@ class EventLog:
     def __init__(
         self,
         rules: Sequence[WatchRule],
-        output: IO[str],
+        output: TextSink,
         hooks: HookRunner,
         process_info: Callable[[WatchEvent], ProcessInfo],
         wall_clock: Callable[[int], float],

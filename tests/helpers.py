@@ -193,6 +193,20 @@ class ExporterProcess:
         return self.process.returncode
 
 
+def watch_config(rule: str, port: int, log: Path) -> str:
+    """A config that logs every outbound TCP attempt to ``port`` (rule ``rule``) to ``log``."""
+    return f"""
+watch:
+  - name: {rule}
+    protocol: tcp
+    direction: outbound
+    ports: [{port}]
+    rate_limit: 0
+event_log:
+  path: "{log}"
+"""
+
+
 def named_python(directory: Path, comm: str) -> str:
     """A python3 reachable under another name, so the process's comm is ``comm``."""
     link = directory / comm
@@ -236,6 +250,16 @@ class RemoteHost:
 
     def python(self, code: str, timeout: float = 60) -> str:
         return self.run(sys.executable, "-c", code, timeout=timeout).stdout
+
+
+def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
+    """An nftables rule inside the remote host's namespace for TCP to ``port``."""
+    remote.run(
+        "nft",
+        "add table inet nst; add chain inet nst input "
+        "{ type filter hook input priority 0; policy accept; }; "
+        f"add rule inet nst input tcp dport {port} {verdict}",
+    )
 
 
 @contextlib.contextmanager

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, fill_array, map_items
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
+
+if TYPE_CHECKING:
+    from exporter.cardinality import PortPolicy
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class MapStats:
     entries: int
     capacity: int
     update_failures: int
+    swept: int | None = None  # entries a userspace sweep deleted; None: the map has no sweep
 
 
 class Collector(ABC):
@@ -34,6 +39,16 @@ class Collector(ABC):
     @abstractmethod
     def collect(self) -> Iterable[MetricFamily]:
         """The collector's metrics, read now."""
+
+    def apply_port_policy(self, policy: PortPolicy) -> None:
+        """Hands the port policy to a kernel side that folds ports itself (at start, reload)."""
+
+    def reopen_files(self) -> None:
+        """SIGHUP: reopen the files the collector writes, for logrotate."""
+
+    def drain(self) -> None:
+        """Moves what the kernel side holds into userspace; the exporter calls it on a timer
+        of its own, so kernel maps never wait for a scrape to be emptied."""
 
     def program_status(self) -> Mapping[str, bool]:
         """Attached (True) or not, per BPF program."""
@@ -62,6 +77,10 @@ class BpfCollector(Collector):
     shared_sources: ClassVar[tuple[str, ...]] = ()  # bpf/ files pasted after common.h
     # The counters map read as increments and drained without loss (kernel/counters.py).
     counters_map: ClassVar[str] = ""
+    # Maps whose entries the BPF side may never delete: a sweep counts those it deletes.
+    swept_maps: ClassVar[tuple[str, ...]] = ()
+    # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
+    folds_ports: ClassVar[bool] = False
 
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
@@ -69,6 +88,7 @@ class BpfCollector(Collector):
         self.attach_points: dict[str, str] = {}  # program -> tracepoint, from the config
         self.counters: EpochCounters | None = None
         self._entries: dict[str, int] = {}
+        self.swept: Counter[str] = Counter()  # per map, by a subclass's sweeps
 
     @property
     def tracefs(self) -> Tracefs:
@@ -82,6 +102,8 @@ class BpfCollector(Collector):
 
     def start(self) -> None:
         defines = {"NS_MAP_COUNT": len(self.map_names), **self.defines()}
+        if self.folds_ports:
+            defines["NS_PORT_FOLD"] = 1
         programs = [
             replace(spec, attach_point=self.attach_points.get(spec.name, ""))
             for spec in self.programs
@@ -93,6 +115,15 @@ class BpfCollector(Collector):
             self.counters = EpochCounters(
                 self.bpf.table(self.counters_map), self.bpf.table("counter_epoch")
             )
+
+    def apply_port_policy(self, policy: PortPolicy) -> None:
+        if self.folds_ports and self.bpf is not None:
+            fill_array(self.bpf.table("port_fold"), policy.kernel_flags())
+
+    def drain(self) -> None:
+        if self.counters is not None:
+            self.counters.drain()
+            self.note_entries(self.counters_map, self.counters.entries)
 
     def read_counters(self) -> list[tuple[Any, int]]:
         """(key, increment) of the ``counters_map`` since the previous read."""
@@ -122,9 +153,10 @@ class BpfCollector(Collector):
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
-                entries = sum(1 for _ in table.items_lookup_batch())  # one syscall per batch
+                entries = len(map_items(table))  # one syscall per batch
             lost = sum(failures[failures.Key(index)])
-            stats.append(MapStats(name, entries, table.max_entries, int(lost)))
+            swept = self.swept[name] if name in self.swept_maps else None
+            stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))
         return stats
 
     def close(self) -> None:

@@ -9,15 +9,17 @@ remembered only when the listener is gone by then."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config, LabelsConfig
 from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import ProgramSpec, claim_closed_entries
+from exporter.kernel.bpf import ProgramSpec, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView, shared_directory
 from exporter.snapshot import MetricFamily
@@ -41,6 +43,12 @@ NETNS_MEMBERS = {
 # An attempt whose socket closed without an error report (connect() failed at once, or the
 # caller closed it while SYN_SENT) is counted as an error once it is this old.
 UNREPORTED_CLOSE_AFTER_S = 5.0
+# A connect still in SYN_SENT after this long missed its close (no SYN timeout is near it:
+# the default gives up after 127 s); its entry is swept and counted as lost.
+STALE_CONNECTING_AFTER_S = 600.0
+# An errno report no CLOSE claimed within this long belonged to a socket that was not
+# connecting (an established one reset); bpf/tcp_connections.c ERROR_MAX_AGE_NS ignores it.
+STALE_ERROR_AFTER_S = 2.0
 
 LABEL_NAMES = ("direction", "port", "comm", "uid", "result")
 
@@ -67,7 +75,8 @@ def connection_labels(key: ConnectionKey, labels: LabelsConfig) -> tuple[str, ..
     has_process = key.uid != NO_UID
     comm = decode_comm(key.comm) if has_process and labels.comm else ""
     uid = str(key.uid) if has_process and labels.uid else ""
-    return (DIRECTIONS[key.direction], str(key.port), comm, uid, RESULTS[key.result])
+    port = kernel_port_label(key.port)
+    return (DIRECTIONS[key.direction], port, comm, uid, RESULTS[key.result])
 
 
 def connections_family(
@@ -108,6 +117,8 @@ class TcpConnectionsCollector(BpfCollector):
         ProgramSpec("tcp:tcp_send_reset", ("skaddr", "saddr"), (("saddr", 28),)),
     )
     counters_map: ClassVar[str] = "connections"
+    folds_ports: ClassVar[bool] = True
+    swept_maps: ClassVar[tuple[str, ...]] = ("connecting",)
     map_names: ClassVar[tuple[str, ...]] = (
         "connections",
         "connecting",
@@ -128,6 +139,7 @@ class TcpConnectionsCollector(BpfCollector):
             config.collectors.listen_queue.max_namespaces
         )
         self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
+        self._sweep_lock = threading.Lock()  # the drain timer and a snapshot both sweep
 
     def defines(self) -> dict[str, int | str]:
         defines: dict[str, int | str] = {
@@ -232,6 +244,23 @@ class TcpConnectionsCollector(BpfCollector):
             credited.append((key, value))
         return credited
 
+    def drain(self) -> None:
+        super().drain()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Plain hashes keep what the BPF side never deletes: claim it here."""
+        if self.bpf is None:
+            return
+        with self._sweep_lock:
+            self._sweep_unreported()
+            connecting = self.bpf.table("connecting")
+            for _ in claim_stale_entries(connecting, "started_ns", STALE_CONNECTING_AFTER_S):
+                self.swept["connecting"] += 1
+            errors = self.bpf.table("socket_errors")
+            for _ in claim_stale_entries(errors, "reported_ns", STALE_ERROR_AFTER_S):
+                pass  # an errno of a socket that was not connecting: nothing was lost
+
     def _sweep_unreported(self) -> None:
         assert self.bpf is not None
         closing = self.bpf.table("closing")
@@ -258,12 +287,13 @@ class TcpConnectionsCollector(BpfCollector):
             for k, v in self.read_counters()
         ]
         counts = self._credit_serving_owners(counts)
-        counts += self._unreported.items()
-        self._unreported.clear()
+        with self._sweep_lock:
+            counts += self._unreported.items()
+            self._unreported.clear()
         return counts
 
     def collect(self) -> Iterable[MetricFamily]:
         if self.bpf is None:
             return []
-        self._sweep_unreported()
+        self._sweep()
         return [connections_family(self.read_counts(), self.labels, self.workloads)]

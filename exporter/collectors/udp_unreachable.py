@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.config import Config
 from exporter.kernel.bpf import ProgramSpec
@@ -15,7 +16,7 @@ from exporter.snapshot import MetricFamily
 
 
 def unreachable_family(counts: Iterable[tuple[int, int]]) -> MetricFamily:
-    """(port, increment) into the counter."""
+    """(port, increment) into the counter; port 0 is the kernel's fold of unkept ports."""
     family = MetricFamily(
         "netsnoop_udp_unreachable",
         "counter",
@@ -24,7 +25,7 @@ def unreachable_family(counts: Iterable[tuple[int, int]]) -> MetricFamily:
         increments=True,  # read from a drained map (EpochCounters)
     )
     for port, value in counts:
-        family.add((str(port),), value)
+        family.add((kernel_port_label(port),), value)
     return family
 
 
@@ -35,6 +36,7 @@ class UdpUnreachableCollector(BpfCollector):
         ProgramSpec("icmp:icmp_send", ("type", "code", "dport")),
     )
     counters_map: ClassVar[str] = "unreachable"
+    folds_ports: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("unreachable",)
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:

@@ -10,29 +10,33 @@ while the process exists (null after), like the command line.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
-from exporter.kernel import procfs
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.snapshot import MetricFamily
 from exporter.watch import (
+    CMDLINE_BYTES,
     HOOK_OUTCOMES,
     PROTOCOLS,
     EventLog,
     HookRunner,
     ProcessInfo,
+    ReopeningFile,
+    TextSink,
     WatchEvent,
+    split_cmdline,
     trie_entries,
 )
 
@@ -63,6 +67,23 @@ def decode_event(raw: Any) -> WatchEvent:
         uid=None if raw.uid == NO_UID else raw.uid,
         comm=comm or None,
         cgroup_id=raw.cgroup_id if has_process else None,
+        gid=raw.gid if has_process else None,
+        process=task_facts(raw) if has_process and raw.has_task_facts else None,
+    )
+
+
+def task_facts(raw: Any) -> ProcessInfo:
+    """What bpf/watch.h read from the task at the event."""
+    length = min(raw.cmdline_len, CMDLINE_BYTES)
+    # raw.cmdline would stop at the first NUL (ctypes char arrays): read the field's memory
+    cmdline = ctypes.string_at(ctypes.addressof(raw) + type(raw).cmdline.offset, length)
+    return ProcessInfo(
+        ppid=raw.ppid or None,
+        parent_comm=decode_comm(bytes(raw.parent_comm)) or None,
+        euid=raw.euid,
+        cmdline=split_cmdline(cmdline),
+        # the kernel keeps a NUL after the last argument: without it the read stopped short
+        cmdline_truncated=length == CMDLINE_BYTES and not cmdline.endswith(b"\0"),
     )
 
 
@@ -92,7 +113,7 @@ class WatchCollector(BpfCollector):
         self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._output: IO[str] = sys.stdout
+        self._output: TextSink = sys.stdout
         self._hooks: HookRunner | None = None
         self._log: EventLog | None = None
 
@@ -102,7 +123,7 @@ class WatchCollector(BpfCollector):
     def start(self) -> None:
         super().start()
         if self.settings.path != "-":
-            self._output = open(self.settings.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._output = ReopeningFile(self.settings.path)
         self._hooks = HookRunner(self.settings.hook_concurrency, self.settings.hook_timeout_seconds)
         self._log = EventLog(
             self.rules, self._output, self._hooks, self.process_info, monotonic_to_wall
@@ -165,24 +186,21 @@ class WatchCollector(BpfCollector):
         self.buffer_lost += count
 
     def process_info(self, event: WatchEvent) -> ProcessInfo:
+        """The kernel's facts from the event; without them (no kernel BTF), the parent the
+        fork/exec records kept, and euid and cmdline unknown rather than read from /proc now,
+        where the pid may run another program."""
+        if event.process is not None:
+            return event.process
         if event.pid is None:
             return ProcessInfo()
         assert self.bpf is not None
         parents, names = self.bpf.table("parents"), self.bpf.table("names")
         known_parent = parents.get(parents.Key(event.pid))
-        ppid = known_parent.value if known_parent is not None else procfs.parent_pid(event.pid)
-        parent_comm = None
-        if ppid is not None:
-            known_name = names.get(names.Key(ppid))
-            parent_comm = (
-                decode_comm(bytes(known_name.comm)) if known_name is not None else procfs.comm(ppid)
-            )
-        return ProcessInfo(
-            ppid=ppid,
-            parent_comm=parent_comm,
-            euid=procfs.effective_uid(event.pid),
-            cmdline=procfs.cmdline(event.pid),
-        )
+        if known_parent is None:
+            return ProcessInfo()
+        known_name = names.get(names.Key(known_parent.value))
+        parent_comm = decode_comm(bytes(known_name.comm)) if known_name is not None else None
+        return ProcessInfo(ppid=known_parent.value, parent_comm=parent_comm)
 
     def _per_rule_sum(self, table_name: str) -> list[int]:
         totals = [0] * len(self.rules)
@@ -230,12 +248,16 @@ class WatchCollector(BpfCollector):
                     hooks.set((rule.name, outcome), self._hooks.outcomes[(rule.name, outcome)])
         return [events, lost, hooks]
 
+    def reopen_files(self) -> None:
+        if isinstance(self._output, ReopeningFile):
+            self._output.reopen()
+
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join()
         if self._hooks is not None:
             self._hooks.close()
-        if self._output is not sys.stdout:
+        if isinstance(self._output, ReopeningFile):
             self._output.close()
         super().close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import sys
@@ -63,19 +64,72 @@ def format_problem(spec: ProgramSpec, fmt: TracepointFormat | None) -> str | Non
     return None
 
 
+BATCH_ENTRIES = 4096  # entries per batch read: the buffers stay small whatever the capacity
+
+
+def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a BPF hash map, read with BPF_MAP_LOOKUP_BATCH ``batch`` entries at
+    a time. bcc's items_lookup_batch allocates and zeroes buffers for the map's whole capacity
+    on every call: megabytes a second for the 65,536-entry maps drained every second."""
+    from bcc.libbcc import lib
+
+    size = min(batch, table.max_entries)
+    keys, values = (table.Key * size)(), (table.Leaf * size)()
+    position, count = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    items: list[tuple[Any, Any]] = []
+    first = True
+    while True:
+        count.value = size
+        result = lib.bpf_lookup_batch(
+            table.map_fd,
+            None if first else ctypes.byref(position),
+            ctypes.byref(position),
+            ctypes.byref(keys),
+            ctypes.byref(values),
+            ctypes.byref(count),
+        )
+        error = ctypes.get_errno()
+        items.extend((_detached(keys[i]), _detached(values[i])) for i in range(count.value))
+        if result != 0:
+            if error == errno.ENOENT:  # the end of the map
+                return items
+            raise OSError(error, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(error)}")
+        first = False
+
+
+def _detached(value: Any) -> Any:
+    """A copy of a struct or array element, which would otherwise share the reused buffer."""
+    if isinstance(value, ctypes.Structure | ctypes.Union | ctypes.Array):
+        return type(value).from_buffer_copy(value)
+    return value
+
+
 def claim_closed_entries(table: Any, older_than_s: float) -> Iterator[Any]:
     """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
     is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
     meanwhile) is skipped, so each is handled by exactly one side."""
+    return claim_stale_entries(table, "closed_ns", older_than_s)
+
+
+def claim_stale_entries(table: Any, stamp: str, older_than_s: float) -> Iterator[Any]:
+    """Deletes and yields the values whose ``stamp`` field (bpf_ktime_get_ns) is older than
+    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds."""
     now_ns = time.monotonic_ns()
-    for key, value in list(table.items()):
-        if now_ns - value.closed_ns < older_than_s * 1e9:
+    for key, value in map_items(table):
+        if now_ns - getattr(value, stamp) < older_than_s * 1e9:
             continue
         try:
             del table[key]
         except KeyError:
             continue
         yield value
+
+
+def fill_array(table: Any, values: bytes) -> None:
+    """Writes a BPF array of u8, one value per index, in one batch syscall."""
+    keys = (table.Key * len(values))(*range(len(values)))
+    leaves = (table.Leaf * len(values)).from_buffer_copy(values)
+    table.items_update_batch(keys, leaves)
 
 
 def bpf_source(filename: str) -> str:

@@ -7,45 +7,75 @@ array on each event). Every ROTATE_S this reader bumps the epoch; the old epoch'
 stop changing as soon as the programs that read the old epoch finish. Those run at a
 tracepoint with preemption disabled and take microseconds, so RETIRE_S after the bump the
 next read sees the old keys' final values, and only then deletes them.
+
+The exporter drains every counter map on a timer of its own (exporter/runtime.py), not only
+when a scrape or an OTLP push comes, so a map's capacity bounds what arrives in one drain
+interval, never what arrives between two scrapes. Drained increments wait here for the next
+read.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-ROTATE_S = 10.0  # how often new increments move to a new epoch
+from exporter.kernel.bpf import map_items
+
+ROTATE_S = 5.0  # how often new increments move to a new epoch
 RETIRE_S = 1.0  # how long after that the old epoch's keys are certainly final
 
 
 class EpochCounters:
     """A BPF hash of u64 counters keyed by a struct with an ``epoch`` field, read as the
-    increments since the previous read. Only one thread may call read() at a time (the
-    snapshot source serialises reads)."""
+    increments since the previous read. drain() (the timer) and read() (a snapshot) may run
+    in different threads."""
 
     def __init__(
         self,
         counters: Any,
         epoch_table: Any,
         clock: Callable[[], float] = time.monotonic,
+        read_map: Callable[[Any], list[tuple[Any, Any]]] = map_items,
     ) -> None:
         self._counters = counters
+        self._read_map = read_map
         self._epoch_table = epoch_table
         self._clock = clock
         self._epoch = 0
         self._rotated_at = clock()
         self._seen: dict[bytes, int] = {}  # value at the last read, per key still in the map
+        self._drained: dict[bytes, tuple[Any, int]] = {}  # increments not yet read
+        self._lock = threading.Lock()
         self.entries = 0
 
     def read(self) -> list[tuple[Any, int]]:
         """(key, increment) for every key that grew since the previous read."""
+        with self._lock:
+            self._drain()
+            increments = list(self._drained.values())
+            self._drained = {}
+        return increments
+
+    def drain(self) -> None:
+        """Moves what the kernel counted into userspace, and frees the retired keys."""
+        with self._lock:
+            self._drain()
+
+    def _drain(self) -> None:
+        for key, grown in self._kernel_increments():
+            identity = bytes(key)
+            _, pending = self._drained.get(identity, (key, 0))
+            self._drained[identity] = (key, pending + grown)
+
+    def _kernel_increments(self) -> list[tuple[Any, int]]:
         now = self._clock()
         old_keys_final = now - self._rotated_at >= RETIRE_S
         increments: list[tuple[Any, int]] = []
         seen: dict[bytes, int] = {}
         final: list[Any] = []
-        items = list(self._counters.items_lookup_batch())
+        items = self._read_map(self._counters)
         for key, value in items:
             identity = bytes(key)
             count = int(value)

@@ -2,7 +2,9 @@
 
 bcc's ksym loads the whole table into its own cache on first use and has no way to point it at
 another file; drop locations are few (tens of distinct call sites), so this resolver instead
-streams the file once per batch of new addresses and remembers only the answers.
+streams the file once per batch of new addresses and remembers only the answers. An
+``unknown`` answer is asked again after RETRY_UNKNOWN_S: addresses hidden by
+kernel.kptr_restrict come back once the sysctl (or the capability) allows them.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from typing import IO
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 from exporter.kernel import hostfs
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 UNKNOWN = "unknown"  # hidden addresses (kptr_restrict), or outside every text symbol
 TEXT_TYPES = frozenset("tTwW")  # code; data symbols between functions would mislead
 CACHE_LIMIT = 8192  # answers kept; past it the cache starts over
+RETRY_UNKNOWN_S = 60.0  # an unknown answer is asked again after this long
 
 
 def text_symbols(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -63,53 +66,71 @@ def nearest_symbols(symbols: Iterable[tuple[int, str]], addresses: Iterable[int]
 class KernelSymbols:
     """Resolves and caches; the path is injectable so tests can use a written table."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path or hostfs.procfs("kallsyms")
+        self._clock = clock
         self._cache: dict[int, str] = {}
-        self._checked = False
+        self._unknown_since: dict[int, float] = {}  # when each unknown answer was given
+        self._warned_hidden = False
 
     def resolve(self, addresses: Iterable[int]) -> dict[int, str]:
         """Function name per address (``unknown`` when kallsyms cannot say); never raises."""
         wanted = set(addresses)
-        missing = {a for a in wanted if a not in self._cache}
+        now = self._clock()
+        missing = {
+            a
+            for a in wanted
+            if a not in self._cache or now - self._unknown_since.get(a, now) >= RETRY_UNKNOWN_S
+        }
         if missing:
             if len(self._cache) + len(missing) > CACHE_LIMIT:
                 self._cache.clear()
-            self._cache.update(self._lookup(missing))
+                self._unknown_since.clear()
+            for address, name in self._lookup(missing).items():
+                self._cache[address] = name
+                if name == UNKNOWN:
+                    self._unknown_since[address] = now
+                else:
+                    self._unknown_since.pop(address, None)
         return {address: self._cache.get(address, UNKNOWN) for address in wanted}
 
     def _lookup(self, addresses: set[int]) -> dict[int, str]:
         real = {a for a in addresses if a}
+        visible = 0
+
+        def counted(symbols: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+            nonlocal visible
+            for symbol in symbols:
+                visible += 1
+                yield symbol
+
         try:
             with open(self.path, encoding="utf-8", errors="replace") as table:
-                if not self._checked:
-                    self._warn_if_hidden(table)
-                    table.seek(0)
-                found = nearest_symbols(text_symbols(table), real)
+                found = nearest_symbols(counted(text_symbols(table)), real)
         except OSError as error:
-            if not self._checked:
-                self._checked = True
-                log.warning(
-                    "drop symbols will be %r: cannot read %s: %s", UNKNOWN, self.path, error
-                )
             found = {}
+            self._warn_hidden(f"cannot read it ({error.strerror})")
+        else:
+            if visible:
+                self._warned_hidden = False
+            else:
+                self._warn_hidden("it shows every address as 0 (kernel.kptr_restrict)")
         return {address: found.get(address, UNKNOWN) for address in addresses}
 
-    def _warn_if_hidden(self, table: IO[str]) -> None:
-        """Once: say why every symbol will be unknown when the kernel hides the addresses (the
-        first code symbol's address is zero; absolute symbols may be zero anyway)."""
-        self._checked = True
-        first_code = next((f for f in map(str.split, table) if f[1:2] and f[1] in TEXT_TYPES), None)
-        if first_code is None or first_code[0].strip("0"):
+    def _warn_hidden(self, why: str) -> None:
+        """Once per spell of hidden addresses: the operator can fix it, the log must not flood."""
+        if self._warned_hidden:
             return
-        try:
-            restrict = hostfs.procfs("sys/kernel/kptr_restrict").read_text().strip()
-        except OSError:
-            restrict = "?"
+        self._warned_hidden = True
         log.warning(
-            "drop symbols will be %r: %s shows no kernel addresses (kernel.kptr_restrict=%s): "
-            "grant CAP_SYSLOG, and set kernel.kptr_restrict to 0 or 1",
-            UNKNOWN,
+            "%s: %s, so drop locations read symbol=%r; set kernel.kptr_restrict=1 or lower and "
+            "grant CAP_SYSLOG; they are looked up again every %.0f s",
             self.path,
-            restrict,
+            why,
+            UNKNOWN,
+            RETRY_UNKNOWN_S,
         )

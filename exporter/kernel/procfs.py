@@ -1,4 +1,4 @@
-"""What /proc still tells about a process: parent, name, effective uid and command line.
+"""What /proc still tells about a process: its name (for listeners' owners).
 
 Everything here may vanish between two reads (the process exits); a missing process gives
 None, never an exception.

@@ -33,6 +33,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
             "collectors:\n  tcp_connections:\n    enabled: 'yes'\n",
             "collectors.tcp_connections.enabled: Input should be a valid boolean",
         ),
+        (  # checked with the config, before any program loads
+            "event_log:\n  path: /nonexistent-netsnoop/events.jsonl\n",
+            "event_log.path: Value error, directory /nonexistent-netsnoop does not exist",
+        ),
     ],
 )
 def test_bad_config_exits_2_with_one_line_naming_file_and_key(tmp_path, content, expected):

@@ -236,7 +236,7 @@ def test_hostile_comm_cannot_break_the_exposition(exporter: ExporterProcess, bin
         sample
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.labels.get("port") == str(port) and sample.labels["direction"] == "outbound"
+        if sample.labels.get("port") == str(port) and sample.labels.get("direction") == "outbound"
     ]
     assert [(s.labels["comm"], s.value) for s in parsed] == [(expected_comm, 1.0)]
     check = subprocess.run(

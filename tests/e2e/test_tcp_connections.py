@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, RemoteHost, free_port, named_python, remote_host, value
+from tests.helpers import (
+    ExporterProcess,
+    filter_inbound,
+    free_port,
+    named_python,
+    remote_host,
+    value,
+)
 
 pytestmark = pytest.mark.root
 
@@ -87,16 +94,6 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.process.kill()
         self.process.wait()
-
-
-def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
-    """An nftables rule inside the remote host's namespace for TCP to ``port``."""
-    remote.run(
-        "nft",
-        "add table inet nst; add chain inet nst input "
-        "{ type filter hook input priority 0; policy accept; }; "
-        f"add rule inet nst input tcp dport {port} {verdict}",
-    )
 
 
 def test_outbound_established_counts_each_connect_with_comm_and_uid(exporter, bin_dir):
@@ -272,7 +269,7 @@ def test_self_metrics(exporter):
     ):
         assert value(series, "netsnoop_bpf_program_attached", program=program) == 1, program
     assert value(series, "netsnoop_collector_success", collector="tcp_connections") == 1
-    assert value(series, "netsnoop_bpf_map_capacity", map="connections") == 16384
+    assert value(series, "netsnoop_bpf_map_capacity", map="connections") == 65536
     assert value(series, "netsnoop_bpf_map_entries", map="connections") >= 1
     assert value(series, "netsnoop_bpf_map_update_failures_total", map="connections") == 0
     build = [lbls for (name, lbls) in series if name == "netsnoop_build_info"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.cardinality import SeriesBudget
+from exporter.cardinality import PORT_FOLD_ALWAYS, PORT_FOLD_REFUSED_INBOUND, SeriesBudget
 from exporter.config import CardinalityConfig, PortsConfig
 from exporter.snapshot import MetricFamily
 
@@ -141,3 +141,50 @@ def test_reconfigure_keeps_totals():
 def test_gauges_pass_through():
     gauge = MetricFamily("netsnoop_queue", "gauge", "x", ("port",), {("1",): 3.0})
     assert budget(Clock()).apply([gauge])[0] is gauge
+
+
+def test_kernel_flags_fold_each_port_as_the_userspace_policy_does():
+    policy = budget(Clock(), keep=[23, "8000-8010", 40000]).ports
+    flags = policy.kernel_flags()
+    assert len(flags) == 65536
+    assert flags[0] == 0  # the kernel's marker for "other" never folds again
+    assert flags[23] == flags[8005] == flags[40000] == 0  # kept
+    assert flags[9999] == PORT_FOLD_REFUSED_INBOUND  # only when nothing listens there
+    assert flags[40001] == PORT_FOLD_ALWAYS | PORT_FOLD_REFUSED_INBOUND  # ephemeral
+    for port in (23, 9999, 40001):  # both sides agree, port by port
+        for direction, result in (("inbound", "refused"), ("outbound", "established")):
+            folded_by_kernel = flags[port] & PORT_FOLD_ALWAYS or (
+                direction == "inbound" and flags[port] & PORT_FOLD_REFUSED_INBOUND
+            )
+            labels = {"direction": direction, "result": result}
+            assert (policy.port_label(str(port), labels) == "other") == bool(folded_by_kernel)
+
+
+def test_kernel_flags_follow_a_policy_turned_off():
+    flags = budget(Clock(), fold_ephemeral=False, fold_refused_inbound=False).ports.kernel_flags()
+    assert flags == bytes(65536)
+
+
+def test_a_series_reported_at_zero_is_born_at_zero_with_its_creation_time():
+    clock, wall = Clock(), [1_700_000_000.0]
+    guard = SeriesBudget(
+        CardinalityConfig(series_per_metric=2, idle_seconds=60),
+        PortsConfig(),
+        clock=clock,
+        ephemeral=lambda: (32768, 60999),
+        wall_clock=lambda: wall[0],
+    )
+    drops = MetricFamily("netsnoop_listen_drops", "counter", "x", ("port",), increments=True)
+    drops.add(("8080",), 0)
+    out = guard.apply([drops])[0]
+    assert out.samples == {("8080",): 0} and out.created == {("8080",): 1_700_000_000.0}
+    clock.now += 50
+    wall[0] += 50
+    drops.samples = {("8080",): 3.0, ("9090",): 0.0, ("9091",): 0.0}
+    out = guard.apply([drops])[0]
+    # the first drops land in a series Prometheus already knows at 0; the budget's last
+    # place goes to 9090, and a series at zero never takes an overflow place
+    assert out.samples == {("8080",): 3, ("9090",): 0}
+    assert out.created == {("8080",): 1_700_000_000.0, ("9090",): 1_700_000_050.0}
+    clock.now += 100  # past idle_seconds, but still reported: alive though nothing was added
+    assert guard.apply([drops])[0].samples[("9090",)] == 0

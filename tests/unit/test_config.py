@@ -55,3 +55,16 @@ def test_unreadable_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(binary)
+
+
+def test_event_log_path_is_checked_with_the_config(tmp_path):
+    missing = tmp_path / "nowhere" / "events.jsonl"
+    with pytest.raises(ConfigError) as error:
+        parse_config(f"event_log:\n  path: {missing}\n", "n.yaml")
+    assert str(error.value) == (
+        f"n.yaml: event_log.path: Value error, directory {missing.parent} does not exist"
+    )
+    with pytest.raises(ConfigError, match="is a directory"):
+        parse_config(f"event_log:\n  path: {tmp_path}\n", "n.yaml")
+    good = tmp_path / "events.jsonl"
+    assert parse_config(f"event_log:\n  path: {good}\n", "n.yaml").event_log.path == str(good)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from exporter.kernel.kallsyms import KernelSymbols
+from exporter.kernel.kallsyms import RETRY_UNKNOWN_S, KernelSymbols
 
 TABLE = """\
 ffffffff81000000 T _stext
@@ -75,16 +76,23 @@ def test_this_kernels_table_resolves_a_known_function():
     assert name == ("tcp_v4_rcv" if address else "unknown")
 
 
-def test_hidden_addresses_are_explained_once_in_the_log(tmp_path, caplog):
+def test_unknown_is_asked_again_once_addresses_show_and_hidden_ones_warn_once(tmp_path, caplog):
+    """A location first seen under kptr_restrict=2 gets its name after the sysctl is restored."""
     hidden = "".join(f"0000000000000000 {line[17:]}\n" for line in TABLE.splitlines())
-    symbols = KernelSymbols(write(tmp_path, hidden))
-    symbols.resolve([0xFFFFFFFF81001234])
-    symbols.resolve([0xFFFFFFFF81005678])
-    [record] = caplog.records
-    assert record.getMessage().startswith(
-        "drop symbols will be 'unknown': " + str(tmp_path) + "/kallsyms shows no kernel addresses"
-    )
-    assert "grant CAP_SYSLOG, and set kernel.kptr_restrict to 0 or 1" in record.getMessage()
+    path = write(tmp_path, hidden)
+    now = [0.0]
+    symbols = KernelSymbols(path, clock=lambda: now[0])
+    address = 0xFFFFFFFF81001234
+    with caplog.at_level(logging.WARNING):
+        assert symbols.resolve([address])[address] == "unknown"
+        now[0] += RETRY_UNKNOWN_S
+        assert symbols.resolve([address])[address] == "unknown"
+    assert len([r for r in caplog.records if "kptr_restrict" in r.getMessage()]) == 1
+    path.write_text(TABLE)  # the sysctl was restored
+    now[0] += RETRY_UNKNOWN_S / 2
+    assert symbols.resolve([address])[address] == "unknown"  # not asked again yet
+    now[0] += RETRY_UNKNOWN_S / 2
+    assert symbols.resolve([address])[address] == "tcp_v4_rcv"
 
 
 def test_visible_addresses_log_nothing(tmp_path, caplog):

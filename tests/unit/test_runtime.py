@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
+from exporter import runtime
+from exporter.cardinality import PortPolicy
 from exporter.collectors.base import Collector
-from exporter.config import Config
+from exporter.config import Config, PortsConfig
 from exporter.kernel.bpf import BpfLoadError
 from exporter.runtime import Exporter
 from exporter.snapshot import MetricFamily
@@ -65,3 +68,42 @@ def test_a_program_of_two_collectors_gives_two_attached_series():
         ("fake", "sock_send_length"): 1.0,
         ("other", "sock_send_length"): 0.0,
     }
+
+
+class DrainedCollector(FakeCollector):
+    """Records what the exporter asks of it besides reads."""
+
+    def __init__(self) -> None:
+        super().__init__({"a": True})
+        self.drained = threading.Event()
+        self.policies: list[PortPolicy] = []
+
+    def drain(self) -> None:
+        self.drained.set()
+
+    def apply_port_policy(self, policy: PortPolicy) -> None:
+        self.policies.append(policy)
+
+
+def test_kernel_maps_are_drained_on_a_timer_without_any_read(monkeypatch):
+    monkeypatch.setattr(runtime, "DRAIN_INTERVAL_S", 0.01)
+    collector = DrainedCollector()
+    exporter = Exporter(Config(), [collector])
+    exporter.start()
+    try:
+        assert collector.drained.wait(5)  # nobody read a snapshot
+    finally:
+        exporter.close()
+
+
+def test_the_port_policy_reaches_the_kernel_at_start_and_on_reload():
+    collector = DrainedCollector()
+    exporter = Exporter(Config(), [collector])
+    exporter.start()
+    try:
+        exporter.reload(Config(ports=PortsConfig(keep=[2323])))
+    finally:
+        exporter.close()
+    assert len(collector.policies) == 2
+    assert collector.policies[1].kernel_flags()[2323] == 0  # kept: never folded
+    assert collector.policies[0].kernel_flags()[2323] != 0

@@ -98,7 +98,7 @@ def test_text_encoder_round_trips_hostile_values_and_matches_prometheus_client()
             (s.name, tuple(sorted(s.labels.items())), s.value)
             for f in text_string_to_metric_families(text)
             for s in f.samples
-            if s.name.startswith("netsnoop_")
+            if s.name.startswith("netsnoop_") and not s.name.endswith("_created")
         }
 
     assert samples(ours) == samples(reference)
@@ -137,3 +137,21 @@ def test_openmetrics_declares_the_unit_of_families_that_have_one():
     assert families["netsnoop_bpf_program_run_seconds"].unit == "seconds"
     assert families["netsnoop_demo"].unit == ""
     assert b"# UNIT netsnoop_bpf_program_run_seconds seconds\n" in body
+
+
+def test_openmetrics_counters_carry_their_created_time():
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse
+
+    counter = MetricFamily("netsnoop_demo", "counter", "h", ("comm",))
+    counter.set(("new",), 0)
+    counter.set(("old",), 4)
+    counter.created[("new",)] = 1700000000.5
+    source = SnapshotSource(lambda: [counter])
+    body, content_type = Exposition(source).render("application/openmetrics-text")
+    assert content_type.startswith("application/openmetrics-text")
+    demo = next(f for f in parse(body.decode()) if f.name == "netsnoop_demo")
+    values = {(s.name, s.labels["comm"]): s.value for s in demo.samples}
+    assert values[("netsnoop_demo_total", "new")] == 0  # the series exists before its first
+    assert values[("netsnoop_demo_created", "new")] == 1700000000.5
+    # a counter with no birth of its own started with the exporter
+    assert values[("netsnoop_demo_created", "old")] == pytest.approx(source.started_at)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import ipaddress
 import json
@@ -14,9 +15,11 @@ import pytest
 
 from exporter.collectors.socket_traffic import byte_families
 from exporter.collectors.udp_sends import sends_family
+from exporter.collectors.watch import task_facts
 from exporter.config import ConfigError, WatchRule, parse_config
 from exporter.kernel import procfs
 from exporter.watch import (
+    CMDLINE_BYTES,
     EventLog,
     HookRunner,
     ProcessInfo,
@@ -94,6 +97,7 @@ def test_endpoints_and_the_event_record():
         uid=1000,
         comm="telnet",
         cgroup_id=7,
+        gid=1000,
     )
     record = event_record(event, "telnet", 0.5, ProcessInfo(1, "bash", 0, ["telnet", "x"]))
     assert record == {
@@ -110,7 +114,9 @@ def test_endpoints_and_the_event_record():
         "parent_comm": "bash",
         "uid": 1000,
         "euid": 0,
+        "gid": 1000,
         "cmdline": ["telnet", "x"],
+        "cmdline_truncated": False,
         "cgroup_id": 7,
     }
 
@@ -167,19 +173,12 @@ def test_event_log_writes_admitted_events_and_counts_the_rest():
     hooks.close()
 
 
-def test_procfs_reads_parent_euid_and_cmdline(tmp_path: Path):
+def test_procfs_reads_the_name(tmp_path: Path):
     process = tmp_path / "99"
     process.mkdir()
-    (process / "stat").write_bytes(b"99 (a) b (c) S 42 99 99 0 -1")
-    (process / "status").write_bytes(b"Name:\tx\nUid:\t1000\t0\t0\t0\n")
-    (process / "cmdline").write_bytes(b"telnet\0host\0")
     (process / "comm").write_bytes(b"telnet\n")
-    assert procfs.parent_pid(99, tmp_path) == 42
-    assert procfs.effective_uid(99, tmp_path) == 0
-    assert procfs.cmdline(99, tmp_path) == ["telnet", "host"]
     assert procfs.comm(99, tmp_path) == "telnet"
-    assert procfs.parent_pid(100, tmp_path) is None
-    assert procfs.cmdline(100, tmp_path) is None
+    assert procfs.comm(100, tmp_path) is None
 
 
 @pytest.mark.parametrize(
@@ -213,3 +212,29 @@ def test_traffic_families_label_protocol_comm_and_uid():
     assert received.samples == {("udp", "dig", ""): 5}
     family = sends_family([(53, b"dig\0", 0, 2), (53, b"dig\0", 0, 1)], True, True)
     assert family.name == "netsnoop_udp_sends" and family.samples == {("53", "dig", "0"): 3}
+
+
+class RawFacts(ctypes.Structure):
+    """The process part of struct watch_event_t, as bcc decodes it."""
+
+    _fields_ = [
+        ("ppid", ctypes.c_uint32),
+        ("euid", ctypes.c_uint32),
+        ("cmdline_len", ctypes.c_uint16),
+        ("parent_comm", ctypes.c_char * 16),
+        ("cmdline", ctypes.c_char * CMDLINE_BYTES),
+    ]
+
+
+def raw_facts(cmdline: bytes, **fields) -> RawFacts:
+    raw = RawFacts(cmdline_len=len(cmdline), **fields)
+    ctypes.memmove(ctypes.addressof(raw) + RawFacts.cmdline.offset, cmdline, len(cmdline))
+    return raw
+
+
+def test_task_facts_keep_every_argument_and_say_when_they_were_cut():
+    raw = raw_facts(b"telnet\0-l\0root\0host\0", ppid=7, euid=0, parent_comm=b"bash")
+    assert task_facts(raw) == ProcessInfo(7, "bash", 0, ["telnet", "-l", "root", "host"])
+    cut = task_facts(raw_facts(b"x" * CMDLINE_BYTES, ppid=0, euid=5))
+    assert cut == ProcessInfo(None, None, 5, ["x" * CMDLINE_BYTES], cmdline_truncated=True)
+    assert task_facts(RawFacts(cmdline_len=0)).cmdline is None  # a kernel thread
