@@ -617,7 +617,7 @@ EXPORTER_HEALTH = Dashboard(
             [
                 Query(
                     "sum by (instance) (1 - min_over_time("
-                    f"netsnoop_collector_success{{{HOST}}}[$__rate_interval]))",
+                    f"netsnoop_scrape_collector_success{{{HOST}}}[$__rate_interval]))",
                     "{{instance}}",
                 )
             ],

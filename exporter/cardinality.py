@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.config import CardinalityConfig, PortsConfig, parse_port_range
 from exporter.kernel.sysctl import local_port_range
+from exporter.metrics import SERIES_OVERFLOW, exposed_name
+from exporter.settings import CardinalityConfig, PortsConfig, parse_port_range
 from exporter.snapshot import LabelValues, MetricFamily
 
 OTHER = "other"
@@ -127,16 +128,10 @@ class SeriesBudget:
             self._bound(family, now) if family.kind == "counter" and family.label_names else family
             for family in families
         ]
-        overflow = MetricFamily(
-            "netsnoop_series_overflow",
-            "counter",
-            "Increments folded into a metric's overflow series because its series budget "
-            "(cardinality.series_per_metric) was spent.",
-            ("metric",),
-        )
+        overflow = SERIES_OVERFLOW.family()
         for name, state in self._metrics.items():
             if state.folded:
-                overflow.set((exposed_name(name),), state.folded)
+                overflow.set((exposed_name(name, "counter"),), state.folded)
         return [*out, overflow]
 
     def _bound(self, family: MetricFamily, now: float) -> MetricFamily:
@@ -200,7 +195,3 @@ class SeriesBudget:
             increments[labels] = total - previous if total >= previous else total
         state.last_totals = dict(family.samples)
         return increments
-
-
-def exposed_name(name: str) -> str:
-    return f"{name}_total"

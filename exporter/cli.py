@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from exporter import __version__, logs
-from exporter.config import ConfigError, default_config_path, load_config
+from exporter.collectors.registry import configurable_collectors, with_collector_switches
+from exporter.config import Config, ConfigError, default_config_path, load_config
 from exporter.kernel import hostfs
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
 from exporter.otlp import (
@@ -121,8 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
         choices=logs.FORMATS,
         help="output format of log messages, one per line on stderr (default logfmt)",
     )
+    for spec in configurable_collectors():
+        parser.add_argument(
+            f"--collector.{spec.name}",
+            dest=f"collector.{spec.name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{spec.summary} (default: collectors.{spec.name}.enabled of the config, "
+            f"{'on' if spec.enabled_by_default else 'off'} when unset)",
+        )
     parser.add_argument("--version", action="version", version=f"netsnoop-exporter {__version__}")
     return parser
+
+
+def collector_switches(args: argparse.Namespace) -> dict[str, bool]:
+    """The --[no-]collector.<name> flags given, by collector name."""
+    return {
+        spec.name: getattr(args, f"collector.{spec.name}")
+        for spec in configurable_collectors()
+        if getattr(args, f"collector.{spec.name}") is not None
+    }
+
+
+def read_config(args: argparse.Namespace) -> Config:
+    """The config file with the collector flags over it (at start and on SIGHUP)."""
+    return with_collector_switches(load_config(args.config_file), collector_switches(args))
 
 
 def server_limits(args: argparse.Namespace) -> Limits:
@@ -161,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     try:
-        config = load_config(args.config_file)
+        config = read_config(args)
     except ConfigError as error:
         return fail(str(error), EXIT_CONFIG)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz"):
@@ -212,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def reload(signum: int, frame: FrameType | None) -> None:
         exporter.reopen_files()
         try:
-            exporter.reload(load_config(args.config_file))
+            exporter.reload(read_config(args))
         except ConfigError as error:
             log.error("config reload failed, running on: %s", error)
         else:

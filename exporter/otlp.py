@@ -11,6 +11,7 @@ and the name mapping are plain Python, testable without it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
-from exporter.config import OtlpConfig
+from exporter.collectors.registry import registered_collectors
+from exporter.metrics import (
+    EXPORTER_METRICS,
+    OTLP_EXPORT_FAILURES,
+    OTLP_EXPORTS,
+    OtlpMetric,
+)
+from exporter.settings import OtlpConfig
 from exporter.snapshot import LabelValues, MetricFamily, Snapshot, SnapshotSource
 
 if TYPE_CHECKING:
@@ -184,74 +192,21 @@ INTEGER_ATTRIBUTES = frozenset({"process.real_user.id", *PORT_ATTRIBUTES.values(
 UCUM_UNITS = {"seconds": "s", "bytes": "By"}
 NETWORK_TYPES = frozenset({"ipv4", "ipv6"})  # the values network.type defines
 
-TCP = (("network.transport", "tcp"),)
-UDP = (("network.transport", "udp"),)
 
-
-@dataclass(frozen=True)
-class OtlpMetric:
-    """How one family is named over OTLP. ``port`` says what the port label is: the remote
-    (peer) or local port, or decided per series by the direction label (outbound: the peer's,
-    inbound: the local one). ``protocol`` names the attribute of the protocol label."""
-
-    name: str
-    unit: str = ""
-    constant: tuple[tuple[str, str], ...] = ()
-    port: Literal["peer", "local", "direction"] = "direction"
-    protocol: str = "network.transport"
-
-
-# Keyed by MetricFamily.name (counters without _total). Families that share an OTLP name are
-# told apart by their constant attributes; docs/otlp.md has this table for readers.
-METRICS: dict[str, OtlpMetric] = {
-    "netsnoop_tcp_connections": OtlpMetric("netsnoop.tcp.connections", "{connection}", TCP),
-    "netsnoop_socket_sent_bytes": OtlpMetric(
-        "netsnoop.socket.io", "By", (("network.io.direction", "transmit"),)
-    ),
-    "netsnoop_socket_received_bytes": OtlpMetric(
-        "netsnoop.socket.io", "By", (("network.io.direction", "receive"),)
-    ),
-    "netsnoop_udp_sends": OtlpMetric("netsnoop.udp.sends", "{datagram}", UDP, port="peer"),
-    "netsnoop_udp_unreachable": OtlpMetric(
-        "netsnoop.udp.unreachable", "{reply}", UDP, port="local"
-    ),
-    "netsnoop_packet_drops": OtlpMetric(
-        "netsnoop.packet.drops", "{packet}", protocol="network.type"
-    ),
-    "netsnoop_listen_queue_length": OtlpMetric(
-        "netsnoop.listen.queue.length", "{connection}", TCP, port="local"
-    ),
-    "netsnoop_listen_queue_capacity": OtlpMetric(
-        "netsnoop.listen.queue.capacity", "{connection}", TCP, port="local"
-    ),
-    "netsnoop_listen_syn_queue_length": OtlpMetric(
-        "netsnoop.listen.syn_queue.length", "{handshake}", TCP, port="local"
-    ),
-    "netsnoop_listen_drops": OtlpMetric("netsnoop.listen.drops", "{packet}", TCP, port="local"),
-    "netsnoop_watch_events": OtlpMetric("netsnoop.watch.events", "{event}"),
-    "netsnoop_watch_events_lost": OtlpMetric("netsnoop.watch.lost_events", "{event}"),
-    "netsnoop_watch_hook_runs": OtlpMetric("netsnoop.watch.hook.runs", "{run}"),
-    "netsnoop_build_info": OtlpMetric("netsnoop.build.info", "1"),
-    "netsnoop_bpf_program_attached": OtlpMetric("netsnoop.bpf.program.attached", "1"),
-    "netsnoop_bpf_program_run_seconds": OtlpMetric("netsnoop.bpf.program.run.time", "s"),
-    "netsnoop_bpf_program_runs": OtlpMetric("netsnoop.bpf.program.runs", "{run}"),
-    "netsnoop_bpf_map_entries": OtlpMetric("netsnoop.bpf.map.entries", "{entry}"),
-    "netsnoop_bpf_map_capacity": OtlpMetric("netsnoop.bpf.map.capacity", "{entry}"),
-    "netsnoop_bpf_map_update_failures": OtlpMetric("netsnoop.bpf.map.update_failures", "{update}"),
-    "netsnoop_bpf_map_entries_swept": OtlpMetric("netsnoop.bpf.map.swept_entries", "{entry}"),
-    "netsnoop_collector_success": OtlpMetric("netsnoop.collector.success", "1"),
-    "netsnoop_series_overflow": OtlpMetric("netsnoop.series.overflow", "{increment}"),
-    "netsnoop_scrape_duration_seconds": OtlpMetric("netsnoop.snapshot.duration", "s"),
-    "netsnoop_otlp_exports": OtlpMetric("netsnoop.otlp.exports", "{export}"),
-    "netsnoop_otlp_export_failures": OtlpMetric("netsnoop.otlp.export.failures", "{export}"),
-}
+@functools.cache
+def otlp_table() -> dict[str, OtlpMetric]:
+    """By MetricFamily.name (counters without _total), from the declarations: the exporter's
+    own metrics (exporter/metrics.py) and every registered collector's. Families that share
+    an OTLP name are told apart by their constant attributes."""
+    specs = [*EXPORTER_METRICS, *(m for c in registered_collectors() for m in c.metrics)]
+    return {spec.name: spec.otlp for spec in specs}
 
 
 def otlp_metric(family: MetricFamily) -> OtlpMetric:
     """The table's entry, or for a family not in it: ``netsnoop_`` becomes ``netsnoop.``, the
     unit suffix moves to the unit, and the rest of the name stays as it is."""
-    if family.name in METRICS:
-        return METRICS[family.name]
+    if metric := otlp_table().get(family.name):
+        return metric
     name = family.name.removeprefix("netsnoop_")
     if family.unit:
         name = name.removesuffix(f"_{family.unit}")
@@ -460,16 +415,9 @@ class OtlpOutput:
                 self._count(False)
 
     def self_metrics(self) -> list[MetricFamily]:
-        exports = MetricFamily(
-            "netsnoop_otlp_exports", "counter", "OTLP exports attempted, failed or not.", ()
-        )
+        exports = OTLP_EXPORTS.family()
         exports.set((), self.counts.exports)
-        failures = MetricFamily(
-            "netsnoop_otlp_export_failures",
-            "counter",
-            "OTLP exports that failed after the exporter's retries (collector down, refused).",
-            (),
-        )
+        failures = OTLP_EXPORT_FAILURES.family()
         failures.set((), self.counts.failures)
         return [exports, failures]
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, generate_latest
 
+from exporter.metrics import exposed_name
 from exporter.snapshot import MetricFamily, SnapshotSource
 
 
@@ -62,7 +63,7 @@ def encode_text(families: Iterable[MetricFamily]) -> bytes:
     a 10k-series scrape; writing the lines directly keeps large scrapes cheap."""
     lines: list[str] = []
     for family in families:
-        name = f"{family.name}_total" if family.kind == "counter" else family.name
+        name = exposed_name(family.name, family.kind)
         documentation = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {name} {documentation}")
         lines.append(f"# TYPE {name} {family.kind}")

@@ -7,15 +7,30 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from exporter import __version__, listeners
 from exporter.cardinality import SeriesBudget
-from exporter.collectors import enabled_collectors
 from exporter.collectors.base import Collector
+from exporter.collectors.registry import enabled_collectors
 from exporter.config import Config
 from exporter.kernel import btf
 from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
 from exporter.kernel.bpf_stats import stats_enabled
+from exporter.metrics import (
+    BUILD_INFO,
+    COLLECTOR_DURATION,
+    COLLECTOR_SUCCESS,
+    KERNEL_BTF_AVAILABLE,
+    MAP_CAPACITY,
+    MAP_ENTRIES,
+    MAP_ENTRIES_SWEPT,
+    MAP_UPDATE_FAILURES,
+    PROGRAM_ATTACHED,
+    PROGRAM_RUN_SECONDS,
+    PROGRAM_RUNS,
+    SCRAPE_DURATION,
+)
 from exporter.snapshot import MetricFamily, SnapshotSource
 
 log = logging.getLogger(__name__)
@@ -24,19 +39,7 @@ log = logging.getLogger(__name__)
 def program_run_families(collectors: Sequence[Collector]) -> list[MetricFamily]:
     """What each BPF program costs in the kernel; programs of the same name (one tracepoint
     used by two collectors) are summed."""
-    run_seconds = MetricFamily(
-        "netsnoop_bpf_program_run_seconds",
-        "counter",
-        "Kernel time spent running the BPF program, counted while kernel.bpf_stats_enabled=1.",
-        ("program",),
-        unit="seconds",
-    )
-    runs = MetricFamily(
-        "netsnoop_bpf_program_runs",
-        "counter",
-        "Runs of the BPF program, counted while kernel.bpf_stats_enabled=1.",
-        ("program",),
-    )
+    run_seconds, runs = PROGRAM_RUN_SECONDS.family(), PROGRAM_RUNS.family()
     for collector in collectors:
         for program, stats in collector.program_run_stats().items():
             run_seconds.add((program,), stats.run_time_ns / 1e9)
@@ -44,53 +47,37 @@ def program_run_families(collectors: Sequence[Collector]) -> list[MetricFamily]:
     return [run_seconds, runs]
 
 
+@dataclass(frozen=True)
+class CollectorRead:
+    """How a collector's last read went, for netsnoop_scrape_collector_*."""
+
+    success: bool
+    seconds: float
+
+
 def self_metrics(
-    collectors: Sequence[Collector], collector_ok: dict[str, bool], read_seconds: float
+    collectors: Sequence[Collector], reads: dict[str, CollectorRead], read_seconds: float
 ) -> list[MetricFamily]:
-    """The exporter's own health, in the same snapshot as the kernel's numbers."""
-    build = MetricFamily(
-        "netsnoop_build_info",
-        "gauge",
-        "Build and runtime versions; the value is always 1.",
-        ("version", "bcc_version", "kernel"),
-    )
+    """The exporter's own health, in the same snapshot as the kernel's numbers. A collector
+    that did not start reads as failed and has no duration."""
+    build = BUILD_INFO.family()
     build.set((__version__, bcc_version(), platform.release()), 1)
-    attached = MetricFamily(
-        "netsnoop_bpf_program_attached",
-        "gauge",
-        "1 when the BPF program is attached to its tracepoint, 0 when it could not be.",
-        ("collector", "program"),
+    attached, success, duration = (
+        PROGRAM_ATTACHED.family(),
+        COLLECTOR_SUCCESS.family(),
+        COLLECTOR_DURATION.family(),
     )
-    success = MetricFamily(
-        "netsnoop_collector_success",
-        "gauge",
-        "1 when the collector's last read succeeded.",
-        ("collector",),
-    )
-    entries = MetricFamily(
-        "netsnoop_bpf_map_entries", "gauge", "Entries in the BPF map now.", ("collector", "map")
-    )
-    capacity = MetricFamily(
-        "netsnoop_bpf_map_capacity",
-        "gauge",
-        "Maximum entries of the BPF map.",
-        ("collector", "map"),
-    )
-    failures = MetricFamily(
-        "netsnoop_bpf_map_update_failures",
-        "counter",
-        "Updates the BPF side lost because the map was full.",
-        ("collector", "map"),
-    )
-    swept = MetricFamily(
-        "netsnoop_bpf_map_entries_swept",
-        "counter",
-        "Entries the BPF side never removed (an event it did not see), deleted by the "
-        "exporter's sweep; for pending connects, attempts that could not be counted.",
-        ("collector", "map"),
+    entries, capacity, failures, swept = (
+        MAP_ENTRIES.family(),
+        MAP_CAPACITY.family(),
+        MAP_UPDATE_FAILURES.family(),
+        MAP_ENTRIES_SWEPT.family(),
     )
     for collector in collectors:
-        success.set((collector.name,), 1.0 if collector_ok.get(collector.name) else 0.0)
+        read = reads.get(collector.name)
+        success.set((collector.name,), 1.0 if read is not None and read.success else 0.0)
+        if read is not None:
+            duration.set((collector.name,), read.seconds)
         for program, is_attached in collector.program_status().items():
             attached.set((collector.name, program), 1.0 if is_attached else 0.0)
         for stats in collector.map_stats():
@@ -99,28 +86,16 @@ def self_metrics(
             failures.set((collector.name, stats.name), stats.update_failures)
             if stats.swept is not None:
                 swept.set((collector.name, stats.name), stats.swept)
-    duration = MetricFamily(
-        "netsnoop_scrape_duration_seconds",
-        "gauge",
-        "Seconds this snapshot took to read from the kernel.",
-        (),
-        unit="seconds",
-    )
-    duration.set((), read_seconds)
-    families = [build, attached, success, entries, capacity, failures, swept, duration]
+    scrape = SCRAPE_DURATION.family()
+    scrape.set((), read_seconds)
+    families = [build, attached, success, duration, entries, capacity, failures, swept, scrape]
     if stats_enabled():  # off, the kernel counts nothing and zeros would mislead
         families += program_run_families(collectors)
     return families
 
 
 def btf_family(available: bool) -> MetricFamily:
-    family = MetricFamily(
-        "netsnoop_kernel_btf_available",
-        "gauge",
-        "1 when the kernel's BTF gave the struct offsets that per-namespace listener owners "
-        "and connected-UDP destinations need; 0 turns both off (see the README).",
-        (),
-    )
+    family = KERNEL_BTF_AVAILABLE.family()
     family.set((), 1.0 if available else 0.0)
     return family
 
@@ -180,16 +155,18 @@ class Exporter:
         began = time.perf_counter()
         listeners.new_snapshot()  # listener owners and queues are read once per snapshot
         families: list[MetricFamily] = []
-        ok: dict[str, bool] = {}
+        reads: dict[str, CollectorRead] = {}
         for collector in self._started:
+            collector_began = time.perf_counter()
             try:
                 families.extend(collector.collect())
-                ok[collector.name] = True
+                succeeded = True
             except Exception:  # one broken read must not take the whole endpoint down
                 log.exception("collector %s failed", collector.name)
-                ok[collector.name] = False
+                succeeded = False
+            reads[collector.name] = CollectorRead(succeeded, time.perf_counter() - collector_began)
         families = self.budget.apply(families)
-        families += self_metrics(self.collectors, ok, time.perf_counter() - began)
+        families += self_metrics(self.collectors, reads, time.perf_counter() - began)
         families.append(btf_family(self.btf_available))
         return families + [family for output in self.output_metrics for family in output()]
 

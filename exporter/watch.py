@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
-from exporter.config import WatchRule, parse_port_range
 from exporter.kernel.tasks import task_fact_defines
+from exporter.settings import WatchRule, parse_port_range
 
 log = logging.getLogger(__name__)
 

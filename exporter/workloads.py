@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.config import KubernetesConfig
 from exporter.kernel import cgroups
+from exporter.settings import KubernetesConfig
 
 log = logging.getLogger(__name__)
 

@@ -108,14 +108,14 @@ class ExporterProcess:
         tmp_path: Path,
         extra_args: tuple[str, ...] = (),
         prefix: tuple[str, ...] = (),  # a command that runs the exporter (capsh ... --)
+        entry: tuple[str, ...] = ("-m", "exporter"),  # or a script that runs exporter.cli
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
             *prefix,
             sys.executable,
-            "-m",
-            "exporter",
+            *entry,
             f"--web.listen-address=127.0.0.1:{self.port}",
         ]
         if config_text is not None:

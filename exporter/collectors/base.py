@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,6 +39,11 @@ class Collector(ABC):
     @abstractmethod
     def collect(self) -> Iterable[MetricFamily]:
         """The collector's metrics, read now."""
+
+    def wire(self, collectors: Sequence[Collector]) -> bool:
+        """Given every enabled collector before start; False leaves this one out (it found
+        nothing to work with). The watch event log finds its event sources here."""
+        return True
 
     def apply_port_policy(self, policy: PortPolicy) -> None:
         """Hands the port policy to a kernel side that folds ports itself (at start, reload)."""
@@ -79,6 +84,8 @@ class BpfCollector(Collector):
     counters_map: ClassVar[str] = ""
     # Maps whose entries the BPF side may never delete: a sweep counts those it deletes.
     swept_maps: ClassVar[tuple[str, ...]] = ()
+    # The program pastes bpf/watch.h: the watch collector reads its events.
+    emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False
 

@@ -13,17 +13,86 @@ one port.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
 
 from exporter.collectors.base import Collector
-from exporter.config import Config
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import cgroups
 from exporter.kernel.sockets import ListeningSocket
 from exporter.listeners import ListenerView, shared_directory
+from exporter.metrics import TCP, Kind, MetricSpec, OtlpMetric
+from exporter.settings import StrictModel
 from exporter.snapshot import MetricFamily
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
+if TYPE_CHECKING:
+    from exporter.config import Config
+
 LABEL_NAMES = ("port", "comm")
+
+
+class ListenQueueSettings(StrictModel):
+    max_namespaces: int = Field(
+        1024,
+        ge=1,
+        le=65536,
+        description="Network namespaces read per scrape (listen queues, listener owners); "
+        "the exporter's own comes first, the rest by inode.",
+    )
+
+
+def _listen_metric(name: str, kind: Kind, help_text: str, otlp: str, unit: str) -> MetricSpec:
+    return MetricSpec(
+        name,
+        kind,
+        help_text,
+        LABEL_NAMES,
+        OtlpMetric(otlp, unit, TCP, port="local"),
+        optional_labels=WORKLOAD_LABEL_NAMES,
+    )
+
+
+QUEUE_LENGTH = _listen_metric(
+    "netsnoop_listen_queue_length",
+    "gauge",
+    "Connections waiting in a listener's accept queue (Recv-Q of ss -lnt).",
+    "netsnoop.listen.queue.length",
+    "{connection}",
+)
+QUEUE_CAPACITY = _listen_metric(
+    "netsnoop_listen_queue_capacity",
+    "gauge",
+    "The listen() backlog (Send-Q of ss -lnt); a full queue holds one more.",
+    "netsnoop.listen.queue.capacity",
+    "{connection}",
+)
+SYN_QUEUE_LENGTH = _listen_metric(
+    "netsnoop_listen_syn_queue_length",
+    "gauge",
+    "Half-open handshakes (SYN_RECV request sockets) on a listening port.",
+    "netsnoop.listen.syn_queue.length",
+    "{handshake}",
+)
+LISTEN_DROPS = _listen_metric(
+    "netsnoop_listen_drops",
+    "counter",
+    "Drops counted by listening sockets (sock_diag SKMEMINFO): SYNs and handshakes "
+    "refused, for example on a full accept queue.",
+    "netsnoop.listen.drops",
+    "{packet}",
+)
+NAMESPACES = MetricSpec(
+    "netsnoop_listen_namespaces",
+    "gauge",
+    "Network namespaces whose listeners were read (state=read), left out over "
+    "collectors.listen_queue.max_namespaces (skipped), or that could not be entered "
+    "without CAP_SYS_ADMIN (denied).",
+    ("state",),
+    OtlpMetric("netsnoop.listen_namespaces"),
+    bounded_labels=("state",),
+)
 
 
 class DropCounts:
@@ -57,30 +126,8 @@ def listen_families(
     handshakes, keyed by (network namespace, port), belong to no socket yet: they take the
     labels of the listeners there when those agree, else empty ones."""
     length, capacity, syn_queue, drops = (
-        MetricFamily(name, kind, help_text, label_names, increments=kind == "counter")
-        for name, kind, help_text in (
-            (
-                "netsnoop_listen_queue_length",
-                "gauge",
-                "Connections waiting in a listener's accept queue (Recv-Q of ss -lnt).",
-            ),
-            (
-                "netsnoop_listen_queue_capacity",
-                "gauge",
-                "The listen() backlog (Send-Q of ss -lnt); a full queue holds one more.",
-            ),
-            (
-                "netsnoop_listen_syn_queue_length",
-                "gauge",
-                "Half-open handshakes (SYN_RECV request sockets) on a listening port.",
-            ),
-            (
-                "netsnoop_listen_drops",
-                "counter",
-                "Drops counted by listening sockets (sock_diag SKMEMINFO): SYNs and handshakes "
-                "refused, for example on a full accept queue.",
-            ),
-        )
+        spec.family(label_names, increments=spec.kind == "counter")
+        for spec in (QUEUE_LENGTH, QUEUE_CAPACITY, SYN_QUEUE_LENGTH, LISTEN_DROPS)
     )
     unknown = ("",) * (len(label_names) - 1)
     place_owners: dict[tuple[int, int], set[tuple[str, ...]]] = {}
@@ -140,16 +187,20 @@ class ListenQueueCollector(Collector):
             self.drop_counts.increments(view.listeners),
             label_names,
         )
-        namespaces = MetricFamily(
-            "netsnoop_listen_namespaces",
-            "gauge",
-            "Network namespaces whose listeners were read (state=read), left out over "
-            "collectors.listen_queue.max_namespaces (skipped), or that could not be entered "
-            "without CAP_SYS_ADMIN (denied).",
-            ("state",),
-            bounded_labels=("state",),
-        )
+        namespaces = NAMESPACES.family()
         namespaces.set(("read",), view.namespaces)
         namespaces.set(("skipped",), view.namespaces_skipped)
         namespaces.set(("denied",), view.namespaces_denied)
         return [*families, namespaces]
+
+
+register_collector(
+    CollectorSpec(
+        name="listen_queue",
+        summary="Accept-queue length and backlog, half-open handshakes and drops per listening "
+        "port, read through sock_diag in every network namespace of the node at each scrape.",
+        settings=ListenQueueSettings,
+        factory=ListenQueueCollector,
+        metrics=(QUEUE_LENGTH, QUEUE_CAPACITY, SYN_QUEUE_LENGTH, LISTEN_DROPS, NAMESPACES),
+    )
+)

@@ -9,21 +9,44 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
-from exporter.config import Config
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.kallsyms import KernelSymbols
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
+from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.settings import MapSize, StrictModel
 from exporter.snapshot import MetricFamily
+
+if TYPE_CHECKING:
+    from exporter.config import Config
 
 TRACEPOINT = "skb:kfree_skb"
 NOT_DROPPED = ("NOT_DROPPED_YET", "CONSUMED")  # table entries that are not drops
 UNKNOWN_REASON = "UNKNOWN"  # kernels before 5.17 give no reason
 SUBSYSTEM_SHIFT = 16  # reasons with upper bits set belong to a subsystem's own table
 ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp"}
-LABEL_NAMES = ("reason", "symbol", "protocol")
+
+
+class PacketDropsSettings(StrictModel):
+    map_size: MapSize = Field(
+        4096, description="Distinct {kernel location, reason, protocol} drop counters kept."
+    )
+
+
+DROPS = MetricSpec(
+    "netsnoop_packet_drops",
+    "counter",
+    "Packets the kernel dropped (skb:kfree_skb), by drop reason, the kernel function that "
+    "dropped them and L3 protocol.",
+    ("reason", "symbol", "protocol"),
+    OtlpMetric("netsnoop.packet.drops", "{packet}", protocol="network.type"),
+    bounded_labels=("reason",),
+)
 
 
 @dataclass(frozen=True)
@@ -64,15 +87,7 @@ def drops_family(
 ) -> MetricFamily:
     """(location, reason, protocol, increment) into the counter; call sites in one function
     add up."""
-    family = MetricFamily(
-        "netsnoop_packet_drops",
-        "counter",
-        "Packets the kernel dropped (skb:kfree_skb), by drop reason, the kernel function that "
-        "dropped them and L3 protocol.",
-        LABEL_NAMES,
-        increments=True,  # read from a drained map (EpochCounters)
-        bounded_labels=("reason",),
-    )
+    family = DROPS.family(increments=True)
     for location, reason, protocol, value in counts:
         family.add((reasons.label(reason), symbols[location], protocol_label(protocol)), value)
     return family
@@ -113,3 +128,15 @@ class PacketDropsCollector(BpfCollector):
         counts = [(k.location, k.reason, k.protocol, v) for k, v in self.read_counters()]
         symbols = self.symbols.resolve(location for location, *_ in counts)
         return [drops_family(counts, self.reasons, symbols)]
+
+
+register_collector(
+    CollectorSpec(
+        name="packet_drops",
+        summary="Packets the kernel dropped, by reason, kernel function and protocol "
+        "(skb:kfree_skb).",
+        settings=PacketDropsSettings,
+        factory=PacketDropsCollector,
+        metrics=(DROPS,),
+    )
+)

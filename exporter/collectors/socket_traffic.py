@@ -4,19 +4,46 @@ through TCP and UDP sockets, counted in BPF (bpf/socket_traffic.c) per protocol,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.tcp_connections import decode_comm
-from exporter.config import Config
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
+from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
+from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.settings import MapSize, StrictModel
 from exporter.snapshot import MetricFamily
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
+if TYPE_CHECKING:
+    from exporter.config import Config
+
 DIRECTIONS = ("sent", "received")  # index = DIR_* in the BPF source
-PROTOCOL_LABELS = {6: "tcp", 17: "udp"}
 LABEL_NAMES = ("protocol", "comm", "uid")
+
+
+class SocketTrafficSettings(StrictModel):
+    map_size: MapSize = Field(
+        4096, description="Distinct {direction, protocol, comm, uid} counters."
+    )
+
+
+BYTES = {
+    direction: MetricSpec(
+        f"netsnoop_socket_{direction}_bytes",
+        "counter",
+        f"Bytes {direction} through TCP and UDP sockets, by protocol, process name and uid.",
+        LABEL_NAMES,
+        OtlpMetric("netsnoop.socket.io", "By", (("network.io.direction", io_direction),)),
+        unit="bytes",
+        bounded_labels=("protocol",),
+        optional_labels=WORKLOAD_LABEL_NAMES,
+    )
+    for direction, io_direction in zip(DIRECTIONS, ("transmit", "receive"), strict=True)
+}
 
 
 def byte_families(
@@ -27,26 +54,16 @@ def byte_families(
 ) -> list[MetricFamily]:
     """(direction, protocol, comm, uid, cgroup id, bytes) increments into the two byte
     counters; with ``workloads`` (kubernetes.enabled) they also have namespace, pod, container."""
-    families = [
-        MetricFamily(
-            f"netsnoop_socket_{direction}_bytes",
-            "counter",
-            f"Bytes {direction} through TCP and UDP sockets, by protocol, process name and uid.",
-            LABEL_NAMES + WORKLOAD_LABEL_NAMES if workloads is not None else LABEL_NAMES,
-            unit="bytes",
-            increments=True,  # read from a drained map (EpochCounters)
-            bounded_labels=("protocol",),
-        )
-        for direction in DIRECTIONS
-    ]
+    label_names = LABEL_NAMES + WORKLOAD_LABEL_NAMES if workloads is not None else LABEL_NAMES
+    families = [BYTES[direction].family(label_names, increments=True) for direction in DIRECTIONS]
     counts = list(counts)
     if workloads is not None:
         workloads.resolve(count[4] for count in counts)
     for direction, protocol, comm, uid, cgroup_id, value in counts:
-        if direction >= len(DIRECTIONS) or protocol not in PROTOCOL_LABELS:
+        if direction >= len(DIRECTIONS) or protocol not in IP_PROTOCOL_NAMES:
             continue
         labels = (
-            PROTOCOL_LABELS[protocol],
+            IP_PROTOCOL_NAMES[protocol],
             decode_comm(comm) if comm_label else "",
             str(uid) if uid_label else "",
         )
@@ -92,3 +109,15 @@ class SocketTrafficCollector(BpfCollector):
             for k, value in self.read_counters()
         ]
         return byte_families(counts, self.labels.comm, self.labels.uid, self.workloads)
+
+
+register_collector(
+    CollectorSpec(
+        name="socket_traffic",
+        summary="Bytes through TCP and UDP sockets per process (sock_send_length/"
+        "sock_recv_length, 6.3+).",
+        settings=SocketTrafficSettings,
+        factory=SocketTrafficCollector,
+        metrics=tuple(BYTES.values()),
+    )
+)

@@ -13,24 +13,31 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
 
 from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.config import Config, LabelsConfig
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
 from exporter.kernel.bpf import ProgramSpec, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
+from exporter.kernel.values import NO_UID, decode_comm
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView, shared_directory
+from exporter.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.settings import LabelsConfig, MapSize, StrictModel
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
+
+if TYPE_CHECKING:
+    from exporter.config import Config
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("outbound", "inbound")  # index = DIR_* in the BPF source
 RESULTS = ("established", "refused", "timeout", "error", "accepted")  # index = RESULT_*
-NO_UID = 0xFFFFFFFF  # the BPF side's marker for "no process" (inbound refused)
 RESULT_ERROR = RESULTS.index("error")
 RESULT_ACCEPTED = RESULTS.index("accepted")
 DIRECTION_OUTBOUND = DIRECTIONS.index("outbound")
@@ -53,6 +60,30 @@ STALE_ERROR_AFTER_S = 2.0
 LABEL_NAMES = ("direction", "port", "comm", "uid", "result")
 
 
+class TcpConnectionsSettings(StrictModel):
+    map_size: MapSize = Field(
+        65536,
+        description="Distinct {direction, port, comm, uid, result} counters per drain interval.",
+    )
+    pending_map_size: MapSize = Field(
+        65536, description="Connect attempts in flight; when full, attempts are counted as lost."
+    )
+    listeners_map_size: MapSize = Field(
+        4096, description="Listening (network namespace, port) pairs with a known owner."
+    )
+
+
+CONNECTIONS = MetricSpec(
+    "netsnoop_tcp_connections",
+    "counter",
+    "TCP connections and connection attempts by direction, port, process, uid and result.",
+    LABEL_NAMES,
+    OtlpMetric("netsnoop.tcp.connections", "{connection}", TCP),
+    bounded_labels=("direction", "result"),
+    optional_labels=WORKLOAD_LABEL_NAMES,
+)
+
+
 @dataclass(frozen=True)
 class ConnectionKey:
     """A decoded key of the BPF ``connections`` map."""
@@ -64,11 +95,6 @@ class ConnectionKey:
     comm: bytes
     cgroup_id: int = 0  # recorded only when the pod/container labels are on
     netns: int = 0  # inbound accepted: the listener's network namespace inode
-
-
-def decode_comm(raw: bytes) -> str:
-    """The kernel's comm is bytes up to a NUL; anything not UTF-8 is replaced, never raised."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
 def connection_labels(key: ConnectionKey, labels: LabelsConfig) -> tuple[str, ...]:
@@ -86,13 +112,9 @@ def connections_family(
 ) -> MetricFamily:
     """With ``workloads`` (kubernetes.enabled) every series also has namespace, pod and
     container; without, those labels do not exist."""
-    family = MetricFamily(
-        "netsnoop_tcp_connections",
-        "counter",
-        "TCP connections and connection attempts by direction, port, process, uid and result.",
+    family = CONNECTIONS.family(
         LABEL_NAMES + WORKLOAD_LABEL_NAMES if workloads is not None else LABEL_NAMES,
-        increments=True,  # read from a drained map (EpochCounters)
-        bounded_labels=("direction", "result"),
+        increments=True,
     )
     counts = list(counts)
     if workloads is not None:
@@ -117,6 +139,7 @@ class TcpConnectionsCollector(BpfCollector):
         ProgramSpec("tcp:tcp_send_reset", ("skaddr", "saddr"), (("saddr", 28),)),
     )
     counters_map: ClassVar[str] = "connections"
+    emits_watch_events: ClassVar[bool] = True
     folds_ports: ClassVar[bool] = True
     swept_maps: ClassVar[tuple[str, ...]] = ("connecting",)
     map_names: ClassVar[tuple[str, ...]] = (
@@ -297,3 +320,14 @@ class TcpConnectionsCollector(BpfCollector):
             return []
         self._sweep()
         return [connections_family(self.read_counts(), self.labels, self.workloads)]
+
+
+register_collector(
+    CollectorSpec(
+        name="tcp_connections",
+        summary="TCP connections and attempts by direction, port, process, uid and result.",
+        settings=TcpConnectionsSettings,
+        factory=TcpConnectionsCollector,
+        metrics=(CONNECTIONS,),
+    )
+)

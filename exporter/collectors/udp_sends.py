@@ -12,16 +12,23 @@ program on each send.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.tcp_connections import decode_comm
-from exporter.config import Config
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
+from exporter.kernel.values import decode_comm
+from exporter.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.settings import MapSize, StrictModel
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
+
+if TYPE_CHECKING:
+    from exporter.config import Config
 
 RESULTS = ("sent",)  # watch event results, index = UDP_RESULT_* in the BPF source
 # A connected socket's peer, read in BPF from the socket sock_send_length hands over.
@@ -33,17 +40,24 @@ PEER_MEMBERS = {
 }
 
 
+class UdpSendsSettings(StrictModel):
+    map_size: MapSize = Field(8192, description="Distinct {port, comm, uid} counters kept.")
+
+
+SENDS = MetricSpec(
+    "netsnoop_udp_sends",
+    "counter",
+    "UDP datagrams sent, by remote port, process name and uid.",
+    ("port", "comm", "uid"),
+    OtlpMetric("netsnoop.udp.sends", "{datagram}", UDP, port="peer"),
+)
+
+
 def sends_family(
     counts: Iterable[tuple[int, bytes, int, int]], comm_label: bool, uid_label: bool
 ) -> MetricFamily:
     """(port, comm, uid, datagrams) increments into the counter."""
-    family = MetricFamily(
-        "netsnoop_udp_sends",
-        "counter",
-        "UDP datagrams sent, by remote port, process name and uid.",
-        ("port", "comm", "uid"),
-        increments=True,  # read from a drained map (EpochCounters)
-    )
+    family = SENDS.family(increments=True)
     for port, comm, uid, value in counts:
         labels = (str(port), decode_comm(comm) if comm_label else "", str(uid) if uid_label else "")
         family.add(labels, value)
@@ -64,6 +78,7 @@ class UdpSendsCollector(BpfCollector):
         ProgramSpec("sock:sock_send_length", ("sk", "family", "protocol", "ret")),
     )
     counters_map: ClassVar[str] = "udp_sends"
+    emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
@@ -86,3 +101,14 @@ class UdpSendsCollector(BpfCollector):
             return []
         counts = [(k.port, bytes(k.comm), k.uid, value) for k, value in self.read_counters()]
         return [sends_family(counts, self.labels.comm, self.labels.uid)]
+
+
+register_collector(
+    CollectorSpec(
+        name="udp_sends",
+        summary="UDP datagrams sent, by remote port, process and uid.",
+        settings=UdpSendsSettings,
+        factory=UdpSendsCollector,
+        metrics=(SENDS,),
+    )
+)

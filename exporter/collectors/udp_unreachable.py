@@ -5,25 +5,39 @@ inbound TCP ``refused``."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field
 
 from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.config import Config
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
+from exporter.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.settings import MapSize, StrictModel
 from exporter.snapshot import MetricFamily
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+
+
+class UdpUnreachableSettings(StrictModel):
+    map_size: MapSize = Field(4096, description="Distinct closed UDP ports counted.")
+
+
+UNREACHABLE = MetricSpec(
+    "netsnoop_udp_unreachable",
+    "counter",
+    "ICMP port-unreachable replies sent for UDP datagrams to a closed local port (IPv4).",
+    ("port",),
+    OtlpMetric("netsnoop.udp.unreachable", "{reply}", UDP, port="local"),
+)
 
 
 def unreachable_family(counts: Iterable[tuple[int, int]]) -> MetricFamily:
     """(port, increment) into the counter; port 0 is the kernel's fold of unkept ports."""
-    family = MetricFamily(
-        "netsnoop_udp_unreachable",
-        "counter",
-        "ICMP port-unreachable replies sent for UDP datagrams to a closed local port (IPv4).",
-        ("port",),
-        increments=True,  # read from a drained map (EpochCounters)
-    )
+    family = UNREACHABLE.family(increments=True)
     for port, value in counts:
         family.add((kernel_port_label(port),), value)
     return family
@@ -51,3 +65,15 @@ class UdpUnreachableCollector(BpfCollector):
             return []
         counts = [(k.port, v) for k, v in self.read_counters()]
         return [unreachable_family(counts)]
+
+
+register_collector(
+    CollectorSpec(
+        name="udp_unreachable",
+        summary="ICMP port-unreachable replies to UDP datagrams, by closed port (icmp:icmp_send, "
+        "6.13+).",
+        settings=UdpUnreachableSettings,
+        factory=UdpUnreachableCollector,
+        metrics=(UNREACHABLE,),
+    )
+)

@@ -17,14 +17,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from exporter.collectors import tcp_connections, udp_sends
-from exporter.collectors.base import BpfCollector
-from exporter.collectors.tcp_connections import decode_comm
-from exporter.config import Config
+from exporter.collectors.base import BpfCollector, Collector
+from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
+from exporter.kernel.values import NO_UID, decode_comm
+from exporter.metrics import MetricSpec, OtlpMetric
 from exporter.snapshot import MetricFamily
 from exporter.watch import (
     CMDLINE_BYTES,
@@ -40,12 +41,38 @@ from exporter.watch import (
     trie_entries,
 )
 
+if TYPE_CHECKING:
+    from exporter.config import Config
+
 log = logging.getLogger(__name__)
 
-NO_UID = 0xFFFFFFFF
 POLL_TIMEOUT_MS = 200
 SWEEP_EVERY_S = 1.0
 RESULT_NAMES = {PROTOCOLS["tcp"]: tcp_connections.RESULTS, PROTOCOLS["udp"]: udp_sends.RESULTS}
+
+EVENTS = MetricSpec(
+    "netsnoop_watch_events",
+    "counter",
+    "Connections, attempts and datagrams that matched a watch rule, logged or not.",
+    ("rule",),
+    OtlpMetric("netsnoop.watch.events", "{event}"),
+)
+EVENTS_LOST = MetricSpec(
+    "netsnoop_watch_events_lost",
+    "counter",
+    "Watch events not logged: perf buffer overflow (buffer) or over the rule's rate "
+    "limit (rate_limit).",
+    ("reason",),
+    OtlpMetric("netsnoop.watch.lost_events", "{event}"),
+)
+HOOK_RUNS = MetricSpec(
+    "netsnoop_watch_hook_runs",
+    "counter",
+    "Hook runs per rule and outcome: ok, failed (non-zero exit or could not start), "
+    "timeout (killed) or skipped (all busy, queue full).",
+    ("rule", "outcome"),
+    OtlpMetric("netsnoop.watch.hook.runs", "{run}"),
+)
 
 
 def decode_event(raw: Any) -> WatchEvent:
@@ -101,14 +128,11 @@ class WatchCollector(BpfCollector):
     )
     map_names: ClassVar[tuple[str, ...]] = ("parents", "names")
 
-    def __init__(
-        self, config: Config, sources: Sequence[BpfCollector], tracefs: Tracefs | None = None
-    ) -> None:
-        """``sources``: the started-before collectors whose programs paste bpf/watch.h."""
+    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(tracefs)
         self.rules = config.watch
         self.settings = config.event_log
-        self.sources = list(sources)
+        self.sources: list[BpfCollector] = []  # started before this one (registry order)
         self.buffer_lost = 0
         self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
         self._stop = threading.Event()
@@ -116,6 +140,14 @@ class WatchCollector(BpfCollector):
         self._output: TextSink = sys.stdout
         self._hooks: HookRunner | None = None
         self._log: EventLog | None = None
+
+    def wire(self, collectors: Sequence[Collector]) -> bool:
+        """Reads the events of the collectors whose programs paste bpf/watch.h; without
+        any, there is nothing to log."""
+        self.sources = [
+            c for c in collectors if isinstance(c, BpfCollector) and c.emits_watch_events
+        ]
+        return bool(self.sources)
 
     def defines(self) -> dict[str, int | str]:
         return {"LINEAGE_MAP_SIZE": self.settings.lineage_map_size}
@@ -215,33 +247,16 @@ class WatchCollector(BpfCollector):
     def collect(self) -> Iterable[MetricFamily]:
         if self._log is None or self._hooks is None:
             return []
-        events = MetricFamily(
-            "netsnoop_watch_events",
-            "counter",
-            "Connections, attempts and datagrams that matched a watch rule, logged or not.",
-            ("rule",),
-        )
+        events = EVENTS.family()
         matched = self._per_rule_sum("watch_matched")
         for index, rule in enumerate(self.rules):
             events.set((rule.name,), matched[index] + self.swept[index])
-        lost = MetricFamily(
-            "netsnoop_watch_events_lost",
-            "counter",
-            "Watch events not logged: perf buffer overflow (buffer) or over the rule's rate "
-            "limit (rate_limit).",
-            ("reason",),
-        )
+        lost = EVENTS_LOST.family()
         lost.set(("buffer",), self.buffer_lost)
         lost.set(
             ("rate_limit",), sum(self._per_rule_sum("watch_suppressed")) + self._log.suppressed
         )
-        hooks = MetricFamily(
-            "netsnoop_watch_hook_runs",
-            "counter",
-            "Hook runs per rule and outcome: ok, failed (non-zero exit or could not start), "
-            "timeout (killed) or skipped (all busy, queue full).",
-            ("rule", "outcome"),
-        )
+        hooks = HOOK_RUNS.family()
         for rule in self.rules:
             if rule.hook:
                 for outcome in HOOK_OUTCOMES:
@@ -261,3 +276,17 @@ class WatchCollector(BpfCollector):
         if isinstance(self._output, ReopeningFile):
             self._output.close()
         super().close()
+
+
+register_collector(
+    CollectorSpec(
+        name="watch",
+        summary="The watch event log: connections and datagrams matching a watch: rule, as JSON "
+        "lines and hooks.",
+        settings=None,  # the watch: rules and event_log: settings are top-level sections
+        wanted=lambda config: bool(config.watch),
+        order=1,  # after the collectors whose events it reads
+        factory=WatchCollector,
+        metrics=(EVENTS, EVENTS_LOST, HOOK_RUNS),
+    )
+)

@@ -268,7 +268,7 @@ def test_self_metrics(exporter):
         "tcp_send_reset",
     ):
         assert value(series, "netsnoop_bpf_program_attached", program=program) == 1, program
-    assert value(series, "netsnoop_collector_success", collector="tcp_connections") == 1
+    assert value(series, "netsnoop_scrape_collector_success", collector="tcp_connections") == 1
     assert value(series, "netsnoop_bpf_map_capacity", map="connections") == 65536
     assert value(series, "netsnoop_bpf_map_entries", map="connections") >= 1
     assert value(series, "netsnoop_bpf_map_update_failures_total", map="connections") == 0

@@ -212,7 +212,9 @@ def test_hidden_kernel_symbols_do_not_break_the_exporter(tmp_path: Path):
             exporter.wait_ready()
             series = counted_connections(exporter, 2)
             assert all(
-                v == 1 for (name, _), v in series.items() if name == "netsnoop_collector_success"
+                v == 1
+                for (name, _), v in series.items()
+                if name == "netsnoop_scrape_collector_success"
             )
             symbols = [
                 dict(labels)["symbol"]

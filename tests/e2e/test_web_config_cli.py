@@ -167,7 +167,7 @@ def test_two_listen_addresses_and_no_exporter_metrics(tmp_path: Path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                 body = response.read().decode()
                 assert response.headers["Server"] == "netsnoop-exporter"
-            assert "netsnoop_build_info" in body and "netsnoop_collector_success" in body
+            assert "netsnoop_build_info" in body and "netsnoop_scrape_collector_success" in body
             assert "\nprocess_" not in body and "# TYPE process_" not in body  # RSS, CPU, FDs
         openmetrics = urllib.request.Request(
             f"http://127.0.0.1:{second_port}/metrics",

@@ -1,0 +1,54 @@
+"""A collector declared in a test directory, run by the real exporter: its flag turns it on,
+its metric is served next to its netsnoop_scrape_collector_* series."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import REPO, ExporterProcess, value
+
+pytestmark = pytest.mark.root
+
+THROWAWAY = str(REPO / "tests" / "data" / "collectors" / "throwaway.py")
+NO_BUILT_IN = tuple(
+    f"--no-collector.{name}"
+    for name in (
+        "tcp_connections",
+        "socket_traffic",
+        "udp_sends",
+        "packet_drops",
+        "udp_unreachable",
+        "listen_queue",
+    )
+)
+
+
+def run(tmp_path, config: str, *flags: str) -> dict:
+    process = ExporterProcess(config, tmp_path, (*NO_BUILT_IN, *flags), entry=(THROWAWAY,))
+    try:
+        process.wait_ready()
+        return process.scrape()
+    finally:
+        assert process.stop() == 0
+
+
+def test_the_flag_turns_on_a_collector_registered_elsewhere(tmp_path):
+    series = run(tmp_path, "collectors: {throwaway: {answer: 7}}", "--collector.throwaway")
+    assert value(series, "netsnoop_throwaway_answer", source="config") == 7
+    assert value(series, "netsnoop_scrape_collector_success", collector="throwaway") == 1
+    assert (
+        "netsnoop_scrape_collector_duration_seconds",
+        frozenset({("collector", "throwaway")}),
+    ) in (series)
+    # the flags turned every built-in collector off: none is read, the watch has no source
+    assert {
+        dict(labels)["collector"]
+        for name, labels in series
+        if name.startswith("netsnoop_scrape_collector_success")
+    } == {"throwaway"}
+
+
+def test_the_no_flag_wins_over_the_config_file(tmp_path):
+    series = run(tmp_path, "collectors: {throwaway: {enabled: true}}", "--no-collector.throwaway")
+    assert not [name for name, _ in series if name == "netsnoop_throwaway_answer"]
+    assert value(series, "netsnoop_build_info") == 1

@@ -1,0 +1,149 @@
+"""The collector registry: one declaration per collector, and what is generated from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from exporter import docs
+from exporter.cli import build_parser, collector_switches
+from exporter.collectors.base import BpfCollector
+from exporter.collectors.registry import (
+    apply_attach_points,
+    collectors_model,
+    configurable_collectors,
+    enabled_collectors,
+    registered_collectors,
+    unregister_collector,
+    with_collector_switches,
+)
+from exporter.config import Config, ConfigError, parse_config
+from exporter.otlp import otlp_table
+from tests.helpers import REPO
+
+THROWAWAY = REPO / "tests" / "data" / "collectors" / "throwaway.py"
+BUILT_IN = [
+    "listen_queue",
+    "packet_drops",
+    "socket_traffic",
+    "tcp_connections",
+    "udp_sends",
+    "udp_unreachable",
+    "watch",
+]
+
+
+@pytest.fixture
+def throwaway() -> Iterator[ModuleType]:
+    """tests/data/collectors/throwaway.py registered for one test."""
+    spec = importlib.util.spec_from_file_location("throwaway_collector", THROWAWAY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    otlp_table.cache_clear()
+    try:
+        yield module
+    finally:
+        unregister_collector("throwaway")
+        otlp_table.cache_clear()
+
+
+def test_every_collector_module_is_registered_in_start_order():
+    """The watch event log comes last: it reads the maps of those before it."""
+    assert [spec.name for spec in registered_collectors()] == BUILT_IN
+
+
+def test_a_collector_from_elsewhere_gets_its_flag_config_otlp_name_and_docs_rows(throwaway):
+    names = [spec.name for spec in configurable_collectors()]
+    assert "throwaway" in names
+    args = build_parser().parse_args(["--collector.throwaway", "--no-collector.udp_sends"])
+    assert collector_switches(args) == {"throwaway": True, "udp_sends": False}
+    model = collectors_model()
+    settings = model.model_validate({"throwaway": {"answer": 7}}).throwaway
+    assert (settings.enabled, settings.answer) == (False, 7)  # off unless asked for
+    assert otlp_table()["netsnoop_throwaway_answer"].name == "netsnoop.throwaway.answer"
+    rows = docs.collectors_table(registered_collectors())
+    assert "| `throwaway` | off | `--[no-]collector.throwaway` | `netsnoop_throwaway_answer` |" in (
+        "\n".join(rows)
+    )
+    assert any(
+        row.startswith("| `netsnoop_throwaway_answer` | gauge | `source` |")
+        for row in (docs.metrics_table(docs.all_metrics()))
+    )
+    assert any(
+        row.startswith("| `netsnoop.throwaway.answer` | gauge | `1` |")
+        for row in (docs.otlp_table(docs.all_metrics()))
+    )
+
+
+def test_the_throwaway_is_gone_after_its_test():
+    assert "throwaway" not in [spec.name for spec in registered_collectors()]
+
+
+def test_generated_docs_tables_are_committed():
+    """Run ``python -m exporter.docs`` after changing a collector's declaration."""
+    for path, text in docs.generated_files().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path}: run python -m exporter.docs"
+
+
+def test_replacing_needs_both_markers():
+    with pytest.raises(ValueError, match="markers"):
+        docs.replace_between_markers("<!-- x:start -->\n", "x", [])
+
+
+def test_enabled_collectors_follow_the_config():
+    assert [c.name for c in enabled_collectors(Config())] == BUILT_IN
+    config = parse_config(
+        "collectors: {packet_drops: {enabled: false}, listen_queue: {enabled: false}}", "t"
+    )
+    assert [c.name for c in enabled_collectors(config)] == [
+        "socket_traffic",
+        "tcp_connections",
+        "udp_sends",
+        "udp_unreachable",
+        "watch",
+    ]
+
+
+def test_watch_needs_rules_and_an_event_source():
+    no_rules = parse_config("watch: []", "t")
+    assert "watch" not in [c.name for c in enabled_collectors(no_rules)]
+    no_source = with_collector_switches(Config(), {"tcp_connections": False, "udp_sends": False})
+    assert "watch" not in [c.name for c in enabled_collectors(no_source)]
+    only_udp = with_collector_switches(Config(), {"tcp_connections": False})
+    watch = enabled_collectors(only_udp)[-1]
+    assert [source.name for source in watch.sources] == ["udp_sends"]  # type: ignore[attr-defined]
+
+
+def test_flags_win_over_the_file():
+    config = parse_config("collectors: {udp_sends: {enabled: false, map_size: 64}}", "t")
+    switched = with_collector_switches(config, {"udp_sends": True, "packet_drops": False})
+    assert switched.collectors.udp_sends.enabled and switched.collectors.udp_sends.map_size == 64
+    assert not switched.collectors.packet_drops.enabled
+    assert with_collector_switches(config, {}) is config
+
+
+def test_a_tracepoint_override_reaches_its_program():
+    collectors = enabled_collectors(
+        parse_config("tracepoints: {packet_drops.kfree_skb: 'skb:consume_skb'}", "t")
+    )
+    drops = next(c for c in collectors if c.name == "packet_drops")
+    assert isinstance(drops, BpfCollector)
+    assert drops.attach_points == {"kfree_skb": "skb:consume_skb"}
+    others = [c for c in collectors if isinstance(c, BpfCollector) and c is not drops]
+    assert all(not c.attach_points for c in others)
+
+
+def test_a_tracepoint_override_for_no_program_is_a_config_error():
+    collectors = enabled_collectors(Config())
+    with pytest.raises(
+        ConfigError, match=re.escape("tracepoints.packet_drops.nope: no such program")
+    ):
+        apply_attach_points(collectors, {"packet_drops.nope": "skb:kfree_skb"})
+    off = with_collector_switches(Config(), {"packet_drops": False})
+    with pytest.raises(ConfigError, match="no such program in an enabled collector"):
+        apply_attach_points(enabled_collectors(off), {"packet_drops.kfree_skb": "skb:x"})
