@@ -52,17 +52,40 @@ CollectorsConfig = collectors_model()
 
 class Config(StrictModel):
     collectors: CollectorsConfig = CollectorsConfig()
-    labels: LabelsConfig = LabelsConfig()
+    labels: LabelsConfig = Field(
+        LabelsConfig(),
+        description="Set to false to blank a label's value (the label itself stays).",
+    )
     cardinality: CardinalityConfig = CardinalityConfig()
     ports: PortsConfig = PortsConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
-    watch: list[WatchRule] = Field(default_factory=default_watch_rules)
+    watch: list[WatchRule] = Field(
+        default_factory=default_watch_rules,
+        description="Watched ports: each matching connection, attempt or datagram becomes one "
+        "JSON line in the event log, counted in netsnoop_watch_events_total{rule}. Nothing else "
+        "leaves the kernel. A rule: name; protocol tcp or udp; direction inbound, outbound or "
+        'both (udp: outbound); ports (numbers or "low-high"); remote_cidrs (empty: any); '
+        "rate_limit, events per second in one-second windows (0: no limit; the rest count in "
+        'netsnoop_watch_events_lost_total{reason="rate_limit"}); hook, a command (argv list) '
+        "run per logged event with its JSON on stdin. The first rule that matches names the "
+        "event.",
+    )
     event_log: EventLogConfig = EventLogConfig()
-    otlp: OtlpConfig = OtlpConfig()
+    otlp: OtlpConfig = Field(
+        OtlpConfig(),
+        description="OpenTelemetry: push the same metrics /metrics serves over OTLP, every "
+        "interval_seconds (docs/otlp.md). Needs the otlp extra: pip install "
+        "'netsnoop-exporter[otlp]'. Each standard variable that is set overrides its key here: "
+        "OTEL_METRICS_EXPORTER (otlp: on, none: off), "
+        "OTEL_EXPORTER_OTLP_[METRICS_]{ENDPOINT,PROTOCOL,HEADERS,COMPRESSION,TIMEOUT}, "
+        "OTEL_METRIC_EXPORT_INTERVAL.",
+    )
     tracepoints: dict[ProgramKey, TracepointName] = Field(
         default_factory=dict,
-        description="Attach a program elsewhere: '<collector>.<program>' -> 'category:event'. "
-        "A tracepoint this kernel lacks disables only that program.",
+        description="Attach a program to another tracepoint ('<collector>.<program>': "
+        "'category:event'), e.g. for a kernel that renamed one. A tracepoint the kernel lacks "
+        "disables only that program (netsnoop_bpf_program_attached{program} = 0); a program "
+        "name that does not exist is an error.",
     )
 
     @field_validator("watch")

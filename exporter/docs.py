@@ -1,14 +1,19 @@
-"""The documentation tables that come from declarations, regenerated with
-``python -m exporter.docs`` and checked by tests/unit/test_docs.py: the collectors and metrics
-tables of the README and the OTLP table of docs/otlp.md (each between marker comments; the prose
-around them is hand-written)."""
+"""What comes from declarations, regenerated with ``python -m exporter.docs`` and checked by
+tests/unit/test_registry.py: the collectors and metrics tables of the README and the OTLP table
+of docs/otlp.md (each between marker comments; the prose around them is hand-written), and the
+bundled config/netsnoop.yaml, whose comments are the settings' descriptions."""
 
 from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
 
 from exporter.collectors.registry import CollectorSpec, registered_collectors
 from exporter.metrics import EXPORTER_METRICS, MetricSpec
@@ -88,6 +93,54 @@ def all_metrics() -> list[MetricSpec]:
     return [*(m for spec in registered_collectors() for m in spec.metrics), *EXPORTER_METRICS]
 
 
+CONFIG_HEADER = """\
+# netsnoop-exporter's bundled default configuration. Every key is optional;
+# the values below are the defaults. Unknown keys are errors.
+# Generated from the settings' descriptions by python -m exporter.docs: edit those.
+"""
+COMMENT_WIDTH = 93  # lines stay within 95 columns
+
+
+def _flow(value: Any, indent: str, key: str) -> str:
+    """One value in YAML flow style; a long list continues on lines indented under its key."""
+    width = COMMENT_WIDTH - len(indent) - len(key) - 8  # a soft limit: one item may pass it
+    text = yaml.safe_dump(value, default_flow_style=True, width=width)
+    text = text.removesuffix("\n...\n").rstrip("\n")
+    return text.replace("\n  ", "\n" + indent + "  ")
+
+
+def config_lines(settings: BaseModel, depth: int = 0) -> list[str]:
+    """A model's values as commented YAML: each key's description above it, sections nested,
+    ``enabled`` first."""
+    indent = "  " * depth
+    names = sorted(type(settings).model_fields, key=lambda name: name != "enabled")
+    lines = []
+    for name in names:
+        info = type(settings).model_fields[name]
+        value = getattr(settings, name)
+        if info.description:
+            width = COMMENT_WIDTH - len(indent)
+            lines += [f"{indent}# {line}" for line in textwrap.wrap(info.description, width)]
+        if isinstance(value, BaseModel):
+            lines.append(f"{indent}{name}:")
+            lines += config_lines(value, depth + 1)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            lines.append(f"{indent}{name}:")
+            items = yaml.safe_dump(
+                [item.model_dump() for item in value], sort_keys=False, default_flow_style=None
+            )
+            lines += [f"{indent}  {line}" for line in items.splitlines()]
+        else:
+            lines.append(f"{indent}{name}: {_flow(value, indent, name)}")
+    return lines
+
+
+def bundled_config() -> str:
+    from exporter.config import Config
+
+    return CONFIG_HEADER + "\n".join(config_lines(Config())) + "\n"
+
+
 # (file, marker) -> the generated lines between <!-- marker:start --> and <!-- marker:end -->
 GENERATED: dict[tuple[str, str], Callable[[], list[str]]] = {
     ("README.md", "collectors-table"): lambda: collectors_table(registered_collectors()),
@@ -106,8 +159,8 @@ def replace_between_markers(text: str, marker: str, lines: list[str]) -> str:
 
 
 def generated_files(root: Path = REPO) -> dict[Path, str]:
-    """Each documentation file as it should read now."""
-    texts: dict[Path, str] = {}
+    """Each generated file as it should read now."""
+    texts: dict[Path, str] = {root / "config" / "netsnoop.yaml": bundled_config()}
     for (name, marker), generate in GENERATED.items():
         path = root / name
         text = texts.get(path) or path.read_text(encoding="utf-8")

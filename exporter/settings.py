@@ -36,17 +36,30 @@ class KubernetesConfig(StrictModel):
 
     Off, the labels do not exist at all (the series keep the core label set)."""
 
-    enabled: bool = False
+    enabled: bool = Field(
+        False,
+        description="Add namespace, pod and container labels to connection series, from the "
+        "cgroup of the process (recorded in BPF). Off, those labels do not exist at all.",
+    )
     cgroup_root: str = Field(
-        "/sys/fs/cgroup", description="The cgroup v2 mount, or a hybrid mount with unified/."
+        "/sys/fs/cgroup",
+        description="Where cgroup v2 is mounted; on hybrid hosts its unified/ subdirectory is "
+        "used.",
     )
     kubeconfig: str = Field(
-        "", description="API access; empty: in-cluster when run in a pod, else names from paths."
+        "",
+        description="Kubernetes API access for pod and container names. Empty: in-cluster "
+        "(service account) when run in a pod; elsewhere no API, and container comes from the "
+        "cgroup path alone.",
     )
-    node_name: str = Field("", description="Whose pods to watch; empty: $NODE_NAME, else hostname.")
-    cache_size: MapSize = Field(4096, description="cgroups whose labels are kept (LRU).")
+    node_name: str = Field(
+        "", description="Whose pods to watch; empty means $NODE_NAME, else the hostname."
+    )
+    cache_size: MapSize = Field(4096, description="cgroups whose labels are cached (LRU).")
     deleted_pod_seconds: float = Field(
-        300.0, ge=0, description="A deleted pod's names are kept this long for its last counts."
+        300.0,
+        ge=0,
+        description="Seconds a deleted pod's names are kept, so its last counts still carry them.",
     )
 
 
@@ -75,13 +88,22 @@ class PortsConfig(StrictModel):
 
     keep: list[int | str] = Field(
         default_factory=lambda: list(DEFAULT_KEPT_PORTS),
-        description="Ports and 'low-high' ranges that always keep their own series.",
+        description='Ports and "low-high" ranges that always keep their own series, even past '
+        "the budget.",
     )
-    fold_ephemeral: bool = True
+    fold_ephemeral: bool = Field(
+        True,
+        description='Fold ports of the ephemeral range (client-side ports) into port="other".',
+    )
     ephemeral_range: str = Field(
-        "", description="'low-high'; empty: the kernel's net.ipv4.ip_local_port_range."
+        "", description='"low-high"; empty means the kernel\'s net.ipv4.ip_local_port_range.'
     )
-    fold_refused_inbound: bool = True
+    fold_refused_inbound: bool = Field(
+        True,
+        description="Fold inbound refused connections to ports not in keep (port scans) into "
+        'port="other"; closed UDP ports too (netsnoop_udp_unreachable_total). Applied in the '
+        "kernel, so a scan of every port costs a few kernel keys.",
+    )
 
     @field_validator("keep")
     @classmethod
@@ -100,10 +122,18 @@ class PortsConfig(StrictModel):
 
 class CardinalityConfig(StrictModel):
     series_per_metric: int = Field(
-        2000, ge=1, le=1_000_000, description="Series a counter may have before folding."
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Series one counter metric may have; past it, new label combinations are "
+        'folded into an overflow series whose unbounded labels read "other" (sum() stays '
+        "exact), counted in netsnoop_series_overflow_total{metric}. See docs/security.md.",
     )
     idle_seconds: float = Field(
-        3600.0, ge=1, description="A series without increments this long is dropped."
+        3600.0,
+        ge=1,
+        description="A series without increments for this long is dropped, freeing its place in "
+        "the budget.",
     )
 
 
@@ -160,12 +190,39 @@ def default_watch_rules() -> list[WatchRule]:
 class EventLogConfig(StrictModel):
     """Where watch events go, and how their hooks run."""
 
-    path: str = Field("-", description="A file to append JSON lines to; '-': standard output.")
-    hook_concurrency: int = Field(4, ge=1, le=256, description="Hooks running at once.")
-    hook_timeout_seconds: float = Field(10.0, gt=0, le=3600, description="A hook is killed after.")
-    buffer_pages: int = Field(64, ge=1, le=4096, description="Perf buffer pages per CPU.")
-    pending_map_size: MapSize = Field(4096, description="Watched TCP attempts in flight.")
-    lineage_map_size: MapSize = Field(65536, description="Processes whose parent is known (LRU).")
+    path: str = Field(
+        "-",
+        description='A file to append the JSON lines to; "-" is standard output. Its directory '
+        "must exist. Reopened on SIGHUP and when moved or deleted (logrotate).",
+    )
+    hook_concurrency: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Hooks run at once, at most; an event that finds them all busy (and a full "
+        "queue) skips its hook, counted in "
+        'netsnoop_watch_hook_runs_total{outcome="skipped"}.',
+    )
+    hook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description='A hook still running after this is killed (outcome="timeout").',
+    )
+    buffer_pages: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Perf buffer pages per CPU for watch events (a power of two); overflow "
+        'counts in netsnoop_watch_events_lost_total{reason="buffer"}.',
+    )
+    pending_map_size: MapSize = Field(
+        4096, description="Watched TCP attempts waiting for their outcome."
+    )
+    lineage_map_size: MapSize = Field(
+        65536,
+        description="Processes whose parent (pid and name) is remembered for the event log (LRU).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -201,17 +258,29 @@ class OtlpConfig(StrictModel):
     OTEL_* variable that is set overrides its key here: the environment carries what differs
     per node or is secret (the node's collector, auth headers), the file what the fleet shares."""
 
-    enabled: bool = Field(False, description="Also OTEL_METRICS_EXPORTER=otlp (on) or none (off).")
+    enabled: bool = False
     endpoint: str = Field(
-        "", description="http(s)://host:port; empty: localhost:4317 (grpc) or 4318 (http)."
+        "",
+        description="http(s)://host:port (for http/protobuf, /v1/metrics is appended); empty "
+        "means http://localhost:4317 for grpc and http://localhost:4318 for http/protobuf.",
     )
-    protocol: OtlpProtocol = "grpc"
-    headers: dict[str, str] = Field(default_factory=dict, description="Sent with each export.")
-    compression: Literal["none", "gzip"] = "none"
+    protocol: OtlpProtocol = Field("grpc", description="grpc or http/protobuf")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description='Headers sent with each export, e.g. {authorization: "Bearer ..."}.',
+    )
+    compression: Literal["none", "gzip"] = Field("none", description="none or gzip")
     timeout_seconds: float = Field(
-        10.0, gt=0, le=600, description="One export, retries with backoff included."
+        10.0,
+        gt=0,
+        le=600,
+        description="One export may take this long, its retries with backoff included; a "
+        "collector that is down counts in netsnoop_otlp_export_failures_total and the next "
+        "export sends the totals.",
     )
-    interval_seconds: float = Field(60.0, gt=0, le=86400, description="Between two exports.")
+    interval_seconds: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between two exports."
+    )
 
     @field_validator("endpoint")
     @classmethod

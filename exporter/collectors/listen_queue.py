@@ -38,8 +38,8 @@ class ListenQueueSettings(StrictModel):
         1024,
         ge=1,
         le=65536,
-        description="Network namespaces read per scrape (listen queues, listener owners); "
-        "the exporter's own comes first, the rest by inode.",
+        description="Network namespaces read per scrape (the exporter's own first, then by "
+        "inode); the same bound applies to finding listener owners for tcp_connections.",
     )
 
 

@@ -34,7 +34,9 @@ ETHERTYPES = {0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp"}
 
 class PacketDropsSettings(StrictModel):
     map_size: MapSize = Field(
-        4096, description="Distinct {kernel location, reason, protocol} drop counters kept."
+        4096,
+        description="Distinct {kernel location, reason, protocol} counters; a full map counts "
+        'its losses in netsnoop_bpf_map_update_failures_total{map="drops"}.',
     )
 
 

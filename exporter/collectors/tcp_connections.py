@@ -63,13 +63,20 @@ LABEL_NAMES = ("direction", "port", "comm", "uid", "result")
 class TcpConnectionsSettings(StrictModel):
     map_size: MapSize = Field(
         65536,
-        description="Distinct {direction, port, comm, uid, result} counters per drain interval.",
+        description="Distinct {direction, port, comm, uid, result} counters within one drain "
+        "interval (1 s); a full map counts its losses in "
+        'netsnoop_bpf_map_update_failures_total{map="connections"}. Entries are allocated on '
+        "use.",
     )
     pending_map_size: MapSize = Field(
-        65536, description="Connect attempts in flight; when full, attempts are counted as lost."
+        65536,
+        description="Connect attempts waiting for their outcome (connecting, closing, "
+        "socket_errors); a full map counts the attempts it could not track in "
+        "netsnoop_bpf_map_update_failures_total.",
     )
     listeners_map_size: MapSize = Field(
-        4096, description="Listening (network namespace, port) pairs with a known owner."
+        4096,
+        description="Listening (network namespace, port) pairs whose owning process is known.",
     )
 
 

@@ -41,7 +41,7 @@ PEER_MEMBERS = {
 
 
 class UdpSendsSettings(StrictModel):
-    map_size: MapSize = Field(8192, description="Distinct {port, comm, uid} counters kept.")
+    map_size: MapSize = Field(8192, description="Distinct {port, comm, uid} counters.")
 
 
 SENDS = MetricSpec(

@@ -147,3 +147,12 @@ def test_a_tracepoint_override_for_no_program_is_a_config_error():
     off = with_collector_switches(Config(), {"packet_drops": False})
     with pytest.raises(ConfigError, match="no such program in an enabled collector"):
         apply_attach_points(enabled_collectors(off), {"packet_drops.kfree_skb": "skb:x"})
+
+
+def test_the_bundled_config_is_the_defaults_with_their_descriptions():
+    """config/netsnoop.yaml is generated: its values parse back to the defaults."""
+    text = (REPO / "config" / "netsnoop.yaml").read_text()
+    assert parse_config(text, "bundled") == Config()
+    assert "# Distinct {port, comm, uid} counters.\n    map_size: 8192" in text
+    summary = "# UDP datagrams sent, by remote port, process and uid."
+    assert f"  udp_sends:\n    {summary}\n    enabled: true" in text
