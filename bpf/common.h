@@ -38,9 +38,8 @@ static __always_inline u32 current_epoch(void)
  * every port costs a bounded number of keys: userspace writes one flag byte per port
  * (exporter/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
  * which userspace shows as port="other". */
-#define PORT_OTHER 0
-#define PORT_FOLD_ALWAYS 1            /* ephemeral and not kept */
-#define PORT_FOLD_REFUSED_INBOUND 2   /* not kept: folded when nothing listens there */
+/* PORT_OTHER, PORT_FOLD_ALWAYS (ephemeral and not kept) and PORT_FOLD_REFUSED_INBOUND (not
+ * kept: folded when nothing listens there) come from exporter/cardinality.py as defines. */
 BPF_ARRAY(port_fold, u8, 65536);
 
 static __always_inline u16 fold_port(u16 port, int refused_inbound)

@@ -8,8 +8,7 @@
  */
 /* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
 
-/* Must match exporter/collectors/packet_drops.py. */
-#define MAP_DROPS 0
+/* MAP_* comes from exporter/collectors/packet_drops.py as a define. */
 
 struct drop_key_t {
     u64 location;  /* the kernel address that called kfree_skb */

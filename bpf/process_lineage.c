@@ -9,10 +9,8 @@
  */
 /* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
 
-#define MAP_PARENTS 0
-#define MAP_NAMES 1
+/* MAP_* comes from exporter/collectors/watch.py as a define. */
 
-/* Must match exporter/collectors/watch.py. */
 struct name_t {
     char comm[NS_TASK_COMM_LEN];
 };

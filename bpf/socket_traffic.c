@@ -12,10 +12,7 @@
 #define IPPROTO_UDP_NUM 17
 #define MSG_PEEK_FLAG 2
 
-/* Must match exporter/collectors/socket_traffic.py. */
-#define DIR_SENT 0
-#define DIR_RECEIVED 1
-#define MAP_SOCKET_BYTES 0
+/* DIR_* and MAP_* come from exporter/collectors/socket_traffic.py as defines. */
 
 struct traffic_key_t {
     u32 uid;

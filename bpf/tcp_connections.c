@@ -30,20 +30,7 @@
 #define ST_CLOSE 7
 #define ST_LISTEN 10
 
-/* Must match exporter/collectors/tcp_connections.py. */
-#define DIR_OUTBOUND 0
-#define DIR_INBOUND 1
-#define RESULT_ESTABLISHED 0
-#define RESULT_REFUSED 1
-#define RESULT_TIMEOUT 2
-#define RESULT_ERROR 3
-#define RESULT_ACCEPTED 4
-
-#define MAP_CONNECTIONS 0
-#define MAP_CONNECTING 1
-#define MAP_CLOSING 2
-#define MAP_SOCKET_ERRORS 3
-#define MAP_LISTENERS 4
+/* DIR_*, RESULT_* and MAP_* come from exporter/collectors/tcp_connections.py as defines. */
 
 struct connection_key_t {
     u32 uid;
@@ -130,7 +117,7 @@ static __always_inline void count_connection(u8 direction, u8 result, u16 port, 
         __builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
         key.cgroup_id = owner->cgroup_id;
     } else {
-        key.uid = (u32)-1;  /* no process: the labels stay empty */
+        key.uid = NO_UID;  /* no process: the labels stay empty */
     }
     u64 zero = 0;
     u64 *value = connections.lookup_or_try_init(&key, &zero);

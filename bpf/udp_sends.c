@@ -18,12 +18,9 @@
 #define AF_INET6_NUM 10
 #define IPPROTO_UDP_NUM 17
 #define MMSGHDR_SIZE 64  /* struct mmsghdr: a 56-byte user_msghdr, msg_len, padding */
-#define UDP_RESULT_SENT 0
 #define ST_ESTABLISHED 1  /* what a connect()ed UDP socket's skc_state is */
 
-/* Must match exporter/collectors/udp_sends.py. */
-#define MAP_UDP_SENDS 0
-#define MAP_SENDING 1
+/* UDP_RESULT_* and MAP_* come from exporter/collectors/udp_sends.py as defines. */
 
 struct udp_send_key_t {
     u32 uid;
@@ -192,7 +189,7 @@ static __always_inline void watch_send(void *ctx, const struct destination_t *de
 {
     struct watch_event_t event = {};
     __builtin_memcpy(event.remote_addr, destination->addr, 16);
-    if (!watch_match(&event, IPPROTO_UDP_NUM, WATCH_DIR_OUTBOUND, destination->port))
+    if (!watch_match(&event, WATCH_PROTO_UDP, WATCH_DIR_OUTBOUND, destination->port))
         return;
     event.result = UDP_RESULT_SENT;
     event.remote_port = destination->port;

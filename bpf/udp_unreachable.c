@@ -10,8 +10,7 @@
 #define ICMP_DEST_UNREACH_NUM 3
 #define ICMP_PORT_UNREACH_NUM 3
 
-/* Must match exporter/collectors/udp_unreachable.py. */
-#define MAP_UNREACHABLE 0
+/* MAP_* comes from exporter/collectors/udp_unreachable.py as a define. */
 
 struct unreachable_key_t {
     u16 port;

@@ -7,9 +7,7 @@
  * LPM trie over {protocol, direction, port, remote address}) and `watch_limits`.
  */
 
-#define WATCH_MAX_RULES 64
-#define WATCH_DIR_OUTBOUND 0
-#define WATCH_DIR_INBOUND 1
+/* WATCH_MAX_RULES, WATCH_DIR_* and WATCH_PROTO_* come from exporter/watch.py as defines. */
 
 /* The trie's data is {protocol, direction, port} (always matched whole: prefixlen >= 32) then
  * the remote address, IPv4 as ::ffff:a.b.c.d; a rule without CIDRs matches any address. The
@@ -26,7 +24,7 @@ struct watch_event_t {
     u64 ktime_ns;
     u64 cgroup_id;
     u32 pid;  /* tgid; 0 when no process is known (inbound) */
-    u32 uid;  /* (u32)-1 when no process is known */
+    u32 uid;  /* NO_UID when no process is known */
     u32 rule;
     u16 local_port;
     u16 remote_port;

@@ -7,8 +7,6 @@
  * owner (accepted) or no process at all (refused): they happen in softirq context.
  */
 
-#define WATCH_PROTO_TCP 6
-
 struct watch_tuple_t {
     u32 peer_fold;
     u16 sport;
@@ -82,7 +80,7 @@ static __always_inline void watch_tcp_inbound(struct tp_sock_inet_sock_set_state
     event.local_port = args->sport;
     event.remote_port = args->dport;
     watch_address(event.local_addr, args->family, args->saddr, args->saddr_v6);
-    event.uid = (u32)-1;
+    event.uid = NO_UID;
     if (owner) {  /* the listener's owner: this runs in softirq context */
         event.uid = owner->uid;
         __builtin_memcpy(event.comm, owner->comm, sizeof(event.comm));
@@ -128,7 +126,7 @@ static __always_inline void watch_tcp_refused(void *ctx, const u8 *ours, const u
     if (!watch_match(&event, WATCH_PROTO_TCP, WATCH_DIR_INBOUND, event.local_port))
         return;
     event.result = result;
-    event.uid = (u32)-1;
+    event.uid = NO_UID;
     watch_emit(ctx, &event);
 }
 #endif

@@ -38,6 +38,15 @@ PORT_FOLD_REFUSED_INBOUND = 2
 KERNEL_PORT_OTHER = 0  # the port a BPF program counts a folded port as
 
 
+def port_fold_defines() -> dict[str, int]:
+    """The flag values and folded port of ``kernel_flags``, for bpf/common.h's fold_port."""
+    return {
+        "PORT_OTHER": KERNEL_PORT_OTHER,
+        "PORT_FOLD_ALWAYS": PORT_FOLD_ALWAYS,
+        "PORT_FOLD_REFUSED_INBOUND": PORT_FOLD_REFUSED_INBOUND,
+    }
+
+
 def kernel_port_label(port: int) -> str:
     return OTHER if port == KERNEL_PORT_OTHER else str(port)
 

@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
+from exporter.kernel.bpf import enum_defines
 from exporter.kernel.tasks import task_fact_defines
-from exporter.settings import WatchRule, parse_port_range
+from exporter.kernel.values import IP_PROTOCOL_NAMES, IP_PROTOCOLS
+from exporter.settings import WATCH_MAX_RULES, WatchRule, parse_port_range
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = {"tcp": 6, "udp": 17}
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
-DIRECTIONS = ("outbound", "inbound")  # index = WATCH_DIR_* in bpf/watch.h
+PROTOCOLS = IP_PROTOCOLS
+PROTOCOL_NAMES = IP_PROTOCOL_NAMES
+DIRECTIONS = ("outbound", "inbound")  # passed to bpf/watch.h as WATCH_DIR_*
 MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
 ANY_ADDRESS = ipaddress.IPv6Network("::/0")
 
@@ -96,6 +98,10 @@ def watch_defines(rules: Sequence[WatchRule], pending_map_size: int) -> dict[str
         "WATCH_RULES_MAP_SIZE": max(16, entries),
         "WATCH_PENDING_MAP_SIZE": pending_map_size,
         "WATCH_CMDLINE_LEN": CMDLINE_BYTES,
+        "WATCH_MAX_RULES": WATCH_MAX_RULES,
+        "WATCH_PROTO_TCP": PROTOCOLS["tcp"],
+        "WATCH_PROTO_UDP": PROTOCOLS["udp"],
+        **enum_defines("WATCH_DIR", DIRECTIONS),
         **(task_fact_defines() if rules else {}),
     }
 

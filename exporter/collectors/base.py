@@ -8,10 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, fill_array, map_items
+from exporter.cardinality import port_fold_defines
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines, fill_array, map_items
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
+from exporter.kernel.values import NO_UID
 from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
@@ -73,7 +75,8 @@ class Collector(ABC):
 class BpfCollector(Collector):
     """A collector backed by one BPF source file: ``bpf/<source_file>``.
 
-    ``map_names`` is ordered as the source's MAP_* indexes into ``map_update_failures``.
+    ``map_names`` numbers the maps for ``map_update_failures``: the source gets each index as
+    ``MAP_<NAME>``, with the other values both sides share (``NO_UID``, the port-fold flags).
     """
 
     source_file: ClassVar[str]
@@ -108,9 +111,14 @@ class BpfCollector(Collector):
         return {}
 
     def start(self) -> None:
-        defines = {"NS_MAP_COUNT": len(self.map_names), **self.defines()}
+        defines: dict[str, int | str] = {
+            "NS_MAP_COUNT": len(self.map_names),
+            **enum_defines("MAP", self.map_names),
+            "NO_UID": f"{NO_UID:#x}U",
+            **self.defines(),
+        }
         if self.folds_ports:
-            defines["NS_PORT_FOLD"] = 1
+            defines.update(NS_PORT_FOLD=1, **port_fold_defines())
         programs = [
             replace(spec, attach_point=self.attach_points.get(spec.name, ""))
             for spec in self.programs

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
 from exporter.metrics import MetricSpec, OtlpMetric
@@ -21,7 +21,7 @@ from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_l
 if TYPE_CHECKING:
     from exporter.config import Config
 
-DIRECTIONS = ("sent", "received")  # index = DIR_* in the BPF source
+DIRECTIONS = ("sent", "received")  # passed to the BPF source as DIR_*
 LABEL_NAMES = ("protocol", "comm", "uid")
 
 
@@ -91,7 +91,10 @@ class SocketTrafficCollector(BpfCollector):
         self.workloads: WorkloadLabeler | None = None
 
     def defines(self) -> dict[str, int | str]:
-        defines: dict[str, int | str] = {"SOCKET_BYTES_MAP_SIZE": self.settings.map_size}
+        defines: dict[str, int | str] = {
+            "SOCKET_BYTES_MAP_SIZE": self.settings.map_size,
+            **enum_defines("DIR", DIRECTIONS),
+        }
         if self.kubernetes.enabled:
             defines["NS_CGROUP_LABELS"] = 1
         return defines

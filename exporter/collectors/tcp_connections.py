@@ -21,7 +21,12 @@ from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import ProgramSpec, claim_closed_entries, claim_stale_entries
+from exporter.kernel.bpf import (
+    ProgramSpec,
+    claim_closed_entries,
+    claim_stale_entries,
+    enum_defines,
+)
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView, shared_directory
@@ -36,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("outbound", "inbound")  # index = DIR_* in the BPF source
-RESULTS = ("established", "refused", "timeout", "error", "accepted")  # index = RESULT_*
+DIRECTIONS = ("outbound", "inbound")  # passed to the BPF source as DIR_*
+RESULTS = ("established", "refused", "timeout", "error", "accepted")  # as RESULT_*
 RESULT_ERROR = RESULTS.index("error")
 RESULT_ACCEPTED = RESULTS.index("accepted")
 DIRECTION_OUTBOUND = DIRECTIONS.index("outbound")
@@ -176,6 +181,8 @@ class TcpConnectionsCollector(BpfCollector):
             "CONNECTIONS_MAP_SIZE": self.settings.map_size,
             "PENDING_MAP_SIZE": self.settings.pending_map_size,
             "LISTENERS_MAP_SIZE": self.settings.listeners_map_size,
+            **enum_defines("DIR", DIRECTIONS),
+            **enum_defines("RESULT", RESULTS),
             **self.watch_defines,
             **btf.offset_defines(NETNS_MEMBERS),
         }

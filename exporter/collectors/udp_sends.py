@@ -19,7 +19,7 @@ from pydantic import Field
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
 from exporter.metrics import UDP, MetricSpec, OtlpMetric
@@ -30,7 +30,7 @@ from exporter.watch import watch_defines
 if TYPE_CHECKING:
     from exporter.config import Config
 
-RESULTS = ("sent",)  # watch event results, index = UDP_RESULT_* in the BPF source
+RESULTS = ("sent",)  # watch event results, passed to the BPF source as UDP_RESULT_*
 # A connected socket's peer, read in BPF from the socket sock_send_length hands over.
 PEER_MEMBERS = {
     "SKC_STATE_OFF": ("sock_common", "skc_state"),
@@ -92,6 +92,7 @@ class UdpSendsCollector(BpfCollector):
         return {
             "UDP_SENDS_MAP_SIZE": self.settings.map_size,
             "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
+            **enum_defines("UDP_RESULT", RESULTS),
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
             **btf.offset_defines(PEER_MEMBERS),
         }

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,6 +134,12 @@ def fill_array(table: Any, values: bytes) -> None:
 
 def bpf_source(filename: str) -> str:
     return (bpf_dir() / filename).read_text()
+
+
+def enum_defines(prefix: str, names: Sequence[str]) -> dict[str, int]:
+    """Each name's position as ``<PREFIX>_<NAME>``: the BPF side numbers what a Python tuple
+    lists, so the two cannot drift apart."""
+    return {f"{prefix}_{name.upper()}": index for index, name in enumerate(names)}
 
 
 def build_prelude(formats: Iterable[TracepointFormat], defines: Mapping[str, int | str]) -> str:
