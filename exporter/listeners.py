@@ -163,17 +163,3 @@ class ListenerDirectory:
                 "the exporter started)",
                 view.namespaces_denied,
             )
-
-
-_directories: dict[int, ListenerDirectory] = {}
-
-
-def shared_directory(max_namespaces: int) -> ListenerDirectory:
-    """The one directory of this process, so both collectors read the node once per snapshot."""
-    return _directories.setdefault(max_namespaces, ListenerDirectory(max_namespaces))
-
-
-def new_snapshot() -> None:
-    """The next view() of any shared directory reads the node again."""
-    for directory in _directories.values():
-        directory.expire()

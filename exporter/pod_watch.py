@@ -14,7 +14,9 @@ import socket
 import threading
 from pathlib import Path
 
-from exporter.workloads import PodDirectory
+from exporter.kernel import cgroups
+from exporter.settings import KubernetesConfig
+from exporter.workloads import PodDirectory, WorkloadLabeler
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +109,23 @@ class PodWatch:
                 self.directory.upsert(record)
             metadata = record.get("metadata") or {}
             log.debug("pod %s %s/%s", event, metadata.get("namespace"), metadata.get("name"))
+
+
+def workload_labeler(settings: KubernetesConfig) -> WorkloadLabeler:
+    """A labeler (one per exporter, exporter/services.py); it starts the pod watch when an API
+    is configured (names), else labels come from paths."""
+    try:
+        root: Path | None = cgroups.cgroup2_root(settings.cgroup_root)
+    except cgroups.CgroupTreeMissing as error:
+        log.error("namespace, pod and container labels stay empty: %s", error)
+        root = None
+    if not api_configured(settings.kubeconfig):
+        log.info("no Kubernetes API configured: container labels come from cgroup paths alone")
+        return WorkloadLabeler(root, None, settings.cache_size)
+    pods = PodDirectory(settings.deleted_pod_seconds)
+    node = node_name(settings.node_name)
+    try:
+        PodWatch(pods, settings.kubeconfig, node).start()
+    except PodApiUnavailable as error:
+        log.error("pod and namespace labels stay empty: %s", error)
+    return WorkloadLabeler(root, pods, settings.cache_size)

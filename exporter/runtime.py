@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from exporter import __version__, listeners
+from exporter import __version__
 from exporter.cardinality import SeriesBudget
 from exporter.collectors.base import Collector
 from exporter.collectors.registry import enabled_collectors
@@ -31,6 +31,7 @@ from exporter.metrics import (
     PROGRAM_RUNS,
     SCRAPE_DURATION,
 )
+from exporter.services import SharedServices
 from exporter.snapshot import MetricFamily, SnapshotSource
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,12 @@ DRAIN_INTERVAL_S = 1.0  # kernel maps are sized for what arrives in this long (R
 class Exporter:
     def __init__(self, config: Config, collectors: Sequence[Collector] | None = None) -> None:
         self.config = config
-        self.collectors = list(collectors) if collectors is not None else enabled_collectors(config)
+        self.services = SharedServices(config)
+        self.collectors = (
+            list(collectors)
+            if collectors is not None
+            else enabled_collectors(config, self.services)
+        )
         self.snapshots = SnapshotSource(self.read)
         self.budget = SeriesBudget(config.cardinality, config.ports)
         self.ready = threading.Event()
@@ -153,7 +159,7 @@ class Exporter:
 
     def read(self) -> list[MetricFamily]:
         began = time.perf_counter()
-        listeners.new_snapshot()  # listener owners and queues are read once per snapshot
+        self.services.new_snapshot()  # listener owners and queues are read once per snapshot
         families: list[MetricFamily] = []
         reads: dict[str, CollectorRead] = {}
         for collector in self._started:

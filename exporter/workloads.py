@@ -13,7 +13,6 @@ threads and the root cgroup.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.kernel import cgroups
-from exporter.settings import KubernetesConfig
 
 log = logging.getLogger(__name__)
 
@@ -194,26 +192,3 @@ class WorkloadLabeler:
 
     def __len__(self) -> int:
         return len(self._owners)
-
-
-@functools.cache
-def workload_labeler(settings: KubernetesConfig) -> WorkloadLabeler:
-    """The one labeler of this process, shared by every collector that adds the labels; it
-    starts the pod watch when an API is configured (names), else labels come from paths."""
-    try:
-        root: Path | None = cgroups.cgroup2_root(settings.cgroup_root)
-    except cgroups.CgroupTreeMissing as error:
-        log.error("namespace, pod and container labels stay empty: %s", error)
-        root = None
-    from exporter import pod_watch  # imports this module
-
-    if not pod_watch.api_configured(settings.kubeconfig):
-        log.info("no Kubernetes API configured: container labels come from cgroup paths alone")
-        return WorkloadLabeler(root, None, settings.cache_size)
-    pods = PodDirectory(settings.deleted_pod_seconds)
-    node = pod_watch.node_name(settings.node_name)
-    try:
-        pod_watch.PodWatch(pods, settings.kubeconfig, node).start()
-    except pod_watch.PodApiUnavailable as error:
-        log.error("pod and namespace labels stay empty: %s", error)
-    return WorkloadLabeler(root, pods, settings.cache_size)

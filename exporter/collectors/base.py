@@ -30,7 +30,8 @@ class MapStats:
 
 
 class Collector(ABC):
-    """Started once, then asked for its metrics on every snapshot."""
+    """Started once, then asked for its metrics on every snapshot. Made by its registered
+    factory from (Config, SharedServices); one that shares nothing ignores the services."""
 
     name: ClassVar[str]
 

@@ -21,11 +21,12 @@ from exporter.collectors.base import Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import cgroups
 from exporter.kernel.sockets import ListeningSocket
-from exporter.listeners import ListenerView, shared_directory
+from exporter.listeners import ListenerView
 from exporter.metrics import TCP, Kind, MetricSpec, OtlpMetric
+from exporter.services import SharedServices
 from exporter.settings import StrictModel
 from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -146,17 +147,19 @@ def listen_families(
 class ListenQueueCollector(Collector):
     name: ClassVar[str] = "listen_queue"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, services: SharedServices | None = None) -> None:
+        services = services if services is not None else SharedServices(config)
         self.comm_label = config.labels.comm
         self.kubernetes = config.kubernetes
-        self.listeners = shared_directory(config.collectors.listen_queue.max_namespaces)
+        self.services = services
+        self.listeners = services.listeners
         self.workloads: WorkloadLabeler | None = None
         self.drop_counts = DropCounts()
 
     def start(self) -> None:
         """Fails here, not at the first scrape, when sock_diag is unavailable."""
         if self.kubernetes.enabled:
-            self.workloads = workload_labeler(self.kubernetes)
+            self.workloads = self.services.workloads()
         self.listeners.view()
 
     def _owner_labels(self, view: ListenerView) -> dict[int, tuple[str, ...]]:
@@ -179,7 +182,9 @@ class ListenQueueCollector(Collector):
 
     def collect(self) -> Iterable[MetricFamily]:
         view = self.listeners.view()
-        label_names = LABEL_NAMES + WORKLOAD_LABEL_NAMES if self.workloads else LABEL_NAMES
+        label_names = (
+            LABEL_NAMES + WORKLOAD_LABEL_NAMES if self.workloads is not None else LABEL_NAMES
+        )  # a labeler with nothing cached yet is falsy (len 0)
         families = listen_families(
             view.listeners,
             view.half_open,

@@ -24,6 +24,7 @@ from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 TRACEPOINT = "skb:kfree_skb"
 NOT_DROPPED = ("NOT_DROPPED_YET", "CONSUMED")  # table entries that are not drops
@@ -107,6 +108,7 @@ class PacketDropsCollector(BpfCollector):
     def __init__(
         self,
         config: Config,
+        services: SharedServices | None = None,
         tracefs: Tracefs | None = None,
         symbols: KernelSymbols | None = None,
     ) -> None:

@@ -6,7 +6,7 @@ Each collector module declares itself once, at import::
         name="udp_unreachable",
         summary="ICMP port-unreachable replies to UDP datagrams, by closed port.",
         settings=UdpUnreachableSettings,     # its keys under collectors.udp_unreachable
-        factory=UdpUnreachableCollector,     # called with the whole Config
+        factory=UdpUnreachableCollector,     # called with the Config and SharedServices
         metrics=(UNREACHABLE,),              # MetricSpecs (exporter/metrics.py)
     ))
 
@@ -32,6 +32,7 @@ from exporter.settings import ConfigError, StrictModel
 if TYPE_CHECKING:
     from exporter.collectors.base import Collector
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 NOT_COLLECTORS = frozenset({"base", "registry"})
 
@@ -49,7 +50,7 @@ class CollectorSpec:
 
     name: str
     summary: str
-    factory: Callable[[Config], Collector]
+    factory: Callable[[Config, SharedServices], Collector]
     metrics: tuple[MetricSpec, ...]
     settings: type[StrictModel] | None = NoSettings
     enabled_by_default: bool = True
@@ -129,10 +130,17 @@ def with_collector_switches(config: Config, switches: dict[str, bool]) -> Config
     return config.model_copy(update={"collectors": collectors})
 
 
-def enabled_collectors(config: Config) -> list[Collector]:
-    """The collectors the configuration turns on, in start order; each is given the others
-    (``Collector.wire``) and one that finds nothing to work with is left out."""
-    collectors = [spec.factory(config) for spec in registered_collectors() if spec.enabled(config)]
+def enabled_collectors(config: Config, services: SharedServices | None = None) -> list[Collector]:
+    """The collectors the configuration turns on, in start order, sharing ``services``; each
+    is given the others (``Collector.wire``) and one that finds nothing to work with is left
+    out."""
+    if services is None:
+        from exporter.services import SharedServices
+
+        services = SharedServices(config)
+    collectors = [
+        spec.factory(config, services) for spec in registered_collectors() if spec.enabled(config)
+    ]
     collectors = [c for c in collectors if c.wire(collectors)]
     apply_attach_points(collectors, config.tracepoints)
     return collectors

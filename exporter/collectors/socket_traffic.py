@@ -14,9 +14,10 @@ from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
 from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.services import SharedServices
 from exporter.settings import MapSize, StrictModel
 from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -83,8 +84,14 @@ class SocketTrafficCollector(BpfCollector):
     counters_map: ClassVar[str] = "socket_bytes"
     map_names: ClassVar[tuple[str, ...]] = ("socket_bytes",)
 
-    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
         super().__init__(tracefs)
+        self.services = services if services is not None else SharedServices(config)
         self.settings = config.collectors.socket_traffic
         self.labels = config.labels
         self.kubernetes = config.kubernetes
@@ -101,7 +108,7 @@ class SocketTrafficCollector(BpfCollector):
 
     def start(self) -> None:
         if self.kubernetes.enabled:
-            self.workloads = workload_labeler(self.kubernetes)
+            self.workloads = self.services.workloads()
         super().start()
 
     def collect(self) -> Iterable[MetricFamily]:

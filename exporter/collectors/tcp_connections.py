@@ -29,12 +29,13 @@ from exporter.kernel.bpf import (
 )
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView, shared_directory
+from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
 from exporter.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
 from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
+from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -163,16 +164,20 @@ class TcpConnectionsCollector(BpfCollector):
     )
     shared_sources: ClassVar[tuple[str, ...]] = ("watch.h", "watch_tcp.h")  # watch events
 
-    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
         super().__init__(tracefs)
+        self.services = services if services is not None else SharedServices(config)
         self.settings = config.collectors.tcp_connections
         self.labels = config.labels
         self.kubernetes = config.kubernetes
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.workloads: WorkloadLabeler | None = None
-        self.listeners: ListenerDirectory = shared_directory(
-            config.collectors.listen_queue.max_namespaces
-        )
+        self.listeners: ListenerDirectory = self.services.listeners
         self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
         self._sweep_lock = threading.Lock()  # the drain timer and a snapshot both sweep
 
@@ -197,7 +202,7 @@ class TcpConnectionsCollector(BpfCollector):
 
     def start(self) -> None:
         if self.kubernetes.enabled:
-            self.workloads = workload_labeler(self.kubernetes)
+            self.workloads = self.services.workloads()
         super().start()
         self._seed_listeners()
 

@@ -29,6 +29,7 @@ from exporter.watch import watch_defines
 
 if TYPE_CHECKING:
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 RESULTS = ("sent",)  # watch event results, passed to the BPF source as UDP_RESULT_*
 # A connected socket's peer, read in BPF from the socket sock_send_length hands over.
@@ -81,7 +82,12 @@ class UdpSendsCollector(BpfCollector):
     emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
 
-    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
         super().__init__(tracefs)
         self.settings = config.collectors.udp_sends
         self.labels = config.labels

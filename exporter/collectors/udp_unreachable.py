@@ -20,6 +20,7 @@ from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 
 class UdpUnreachableSettings(StrictModel):
@@ -53,7 +54,12 @@ class UdpUnreachableCollector(BpfCollector):
     folds_ports: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("unreachable",)
 
-    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
         super().__init__(tracefs)
         self.settings = config.collectors.udp_unreachable
 

@@ -43,6 +43,7 @@ from exporter.watch import (
 
 if TYPE_CHECKING:
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,12 @@ class WatchCollector(BpfCollector):
     )
     map_names: ClassVar[tuple[str, ...]] = ("parents", "names")
 
-    def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
         super().__init__(tracefs)
         self.rules = config.watch
         self.settings = config.event_log

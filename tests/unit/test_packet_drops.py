@@ -71,9 +71,9 @@ def test_not_dropped_entries_are_found_by_name():
 
 def test_program_defines_follow_the_format():
     config = Config()
-    modern = PacketDropsCollector(config, Tracefs(DATA / "tracefs-6.18")).defines()
+    modern = PacketDropsCollector(config, tracefs=Tracefs(DATA / "tracefs-6.18")).defines()
     assert modern == {"DROPS_MAP_SIZE": 4096, "KFREE_SKB_HAS_REASON": 1}
-    old = PacketDropsCollector(config, Tracefs(DATA / "tracefs-5.15")).defines()
+    old = PacketDropsCollector(config, tracefs=Tracefs(DATA / "tracefs-5.15")).defines()
     assert old == {"DROPS_MAP_SIZE": 4096}
 
 

@@ -156,3 +156,21 @@ def test_the_bundled_config_is_the_defaults_with_their_descriptions():
     assert "# Distinct {port, comm, uid} counters.\n    map_size: 8192" in text
     summary = "# UDP datagrams sent, by remote port, process and uid."
     assert f"  udp_sends:\n    {summary}\n    enabled: true" in text
+
+
+def test_collectors_of_one_exporter_share_its_services_and_no_one_elses():
+    def listeners(collectors: list) -> list:
+        return [c.listeners for c in collectors if c.name in ("tcp_connections", "listen_queue")]
+
+    first, second = listeners(enabled_collectors(Config())), listeners(enabled_collectors(Config()))
+    assert first[0] is first[1] and second[0] is second[1]
+    assert first[0] is not second[0]
+
+
+def test_workloads_no_longer_imports_the_pod_watch():
+    import subprocess
+    import sys
+
+    code = "import sys, exporter.workloads; print('exporter.pod_watch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -20,6 +20,7 @@ from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
+    from exporter.services import SharedServices
 
 
 class ThrowawaySettings(StrictModel):
@@ -38,7 +39,7 @@ ANSWER = MetricSpec(
 class ThrowawayCollector(Collector):
     name: ClassVar[str] = "throwaway"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, services: SharedServices) -> None:
         self.answer = config.collectors.throwaway.answer  # type: ignore[attr-defined]
 
     def start(self) -> None:
