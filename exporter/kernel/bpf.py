@@ -104,19 +104,31 @@ def _detached(value: Any) -> Any:
     return value
 
 
-def claim_closed_entries(table: Any, older_than_s: float) -> Iterator[Any]:
+def claim_closed_entries(
+    table: Any,
+    older_than_s: float,
+    now_ns: Callable[[], int] = time.monotonic_ns,
+    read_map: Callable[[Any], list[tuple[Any, Any]]] | None = None,
+) -> Iterator[Any]:
     """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
     is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
     meanwhile) is skipped, so each is handled by exactly one side."""
-    return claim_stale_entries(table, "closed_ns", older_than_s)
+    return claim_stale_entries(table, "closed_ns", older_than_s, now_ns, read_map)
 
 
-def claim_stale_entries(table: Any, stamp: str, older_than_s: float) -> Iterator[Any]:
+def claim_stale_entries(
+    table: Any,
+    stamp: str,
+    older_than_s: float,
+    now_ns: Callable[[], int] = time.monotonic_ns,
+    read_map: Callable[[Any], list[tuple[Any, Any]]] | None = None,
+) -> Iterator[Any]:
     """Deletes and yields the values whose ``stamp`` field (bpf_ktime_get_ns) is older than
-    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds."""
-    now_ns = time.monotonic_ns()
-    for key, value in map_items(table):
-        if now_ns - getattr(value, stamp) < older_than_s * 1e9:
+    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds.
+    ``now_ns`` and ``read_map`` are the kernel's clock and map_items, injectable for tests."""
+    now = now_ns()
+    for key, value in (read_map or map_items)(table):
+        if now - getattr(value, stamp) < older_than_s * 1e9:
             continue
         try:
             del table[key]

@@ -55,3 +55,86 @@ def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     assert [bytes(k) for k, _ in kernel.items()] == [bytes(Key(80, 0, 1))]
     assert sum(count for _, count in reader.read()) == 6
     assert reader.read() == []  # each increment is handed out once
+
+
+def reader_at(now: list[float]) -> tuple[FakeCounterMap, EpochTable, EpochCounters]:
+    kernel, epoch = FakeCounterMap(), EpochTable()
+    reader = EpochCounters(kernel, epoch, clock=lambda: now[0], read_map=FakeCounterMap.items)
+    return kernel, epoch, reader
+
+
+def test_an_old_epoch_key_stays_until_it_is_final_so_late_additions_count():
+    """Programs that read the old epoch just before the bump still add to its keys: those
+    keys are read again and only deleted RETIRE_S after the bump."""
+    now = [0.0]
+    kernel, epoch, reader = reader_at(now)
+    kernel.add(443, 0, 4)
+    now[0] = counters.ROTATE_S
+    reader.drain()  # rotates: new events go to epoch 1
+    assert epoch[0] == 1
+    kernel.add(443, 0, 1)  # a program that read epoch 0 before the bump
+    now[0] += counters.RETIRE_S / 2
+    reader.drain()
+    assert bytes(Key(443, 0, 0)) in kernel.values  # not final yet: kept
+    kernel.add(443, 0, 2)
+    now[0] += counters.RETIRE_S
+    reader.drain()
+    assert not kernel.values  # final: read once more, then deleted
+    assert reader.entries == 0
+    assert [(k.port, n) for k, n in reader.read()] == [(443, 7)]
+
+
+def test_read_drains_by_itself_and_sums_increments_of_one_key():
+    now = [0.0]
+    kernel, _, reader = reader_at(now)
+    kernel.add(22, 0, 2)
+    reader.drain()
+    kernel.add(22, 0, 3)
+    kernel.add(23, 0, 1)
+    assert sorted((k.port, n) for k, n in reader.read()) == [(22, 5), (23, 1)]
+    assert reader.entries == 2  # both keys are still counting in the current epoch
+
+
+def test_the_epoch_wraps_at_32_bits():
+    now = [0.0]
+    _, epoch, reader = reader_at(now)
+    reader._epoch = 0xFFFFFFFF
+    now[0] = counters.ROTATE_S
+    reader.drain()
+    assert epoch[0] == 0
+
+
+def test_drains_from_another_thread_lose_nothing():
+    """The drain timer and a snapshot read run at once: every increment is read exactly once."""
+    import threading
+
+    now = [0.0]
+    kernel, _, reader = reader_at(now)
+    lock = threading.Lock()
+    kernel_items = kernel.items
+
+    def items() -> list:
+        with lock:
+            return kernel_items()
+
+    kernel.items = items  # type: ignore[method-assign]
+    reader._read_map = lambda table: table.items()
+    stop = threading.Event()
+
+    def drain_loop() -> None:
+        while not stop.is_set():
+            reader.drain()
+
+    drainer = threading.Thread(target=drain_loop)
+    drainer.start()
+    total = 0
+    try:
+        for _ in range(2000):
+            with lock:
+                kernel.add(80, 0)
+            total += sum(n for _, n in reader.read())
+    finally:
+        stop.set()
+        drainer.join()
+    total += sum(n for _, n in reader.read())
+    assert total == 2000
