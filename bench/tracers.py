@@ -8,18 +8,15 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import ExporterProcess
+
 START_TIMEOUT_S = 120.0
 SCRAPE_INTERVAL_S = 1.0
 
@@ -36,12 +33,6 @@ class ToolUnavailable(Exception):
     """The tool cannot run here; the message says why (shown in the report)."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         process.send_signal(signum)
@@ -53,14 +44,14 @@ def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM) -> Non
 
 
 class Netsnoop:
-    """The real exporter, as users run it, scraped every second while it traces."""
+    """The real exporter, as users run it (the tests' ExporterProcess), scraped every second
+    while it traces."""
 
     name = "netsnoop-exporter"
 
     def __init__(self, config_text: str | None = None) -> None:
         self.config_text = config_text
-        self.process: subprocess.Popen | None = None
-        self.url = ""
+        self.exporter: ExporterProcess | None = None
         self.note = ""
         self.startup_seconds = 0.0
         self._stop_scraping = threading.Event()
@@ -69,32 +60,17 @@ class Netsnoop:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        assert self.exporter is not None
+        return self.exporter.process.pid
 
     def start(self, scrape_every_second: bool = True) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}"]
-        if self.config_text is not None:
-            config = self._workdir / "netsnoop.yaml"
-            config.write_text(self.config_text)
-            command.append(f"--config.file={config}")
-        log = (self._workdir / "exporter.log").open("ab")
-        began = time.monotonic()
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        while time.monotonic() - began < START_TIMEOUT_S:
-            if self.process.poll() is not None:
-                raise ToolUnavailable(f"exporter exited: {self.log_tail()}")
-            with contextlib.suppress(OSError):
-                if self.get("/healthz", timeout=1)[0] == 200:
-                    self.startup_seconds = time.monotonic() - began
-                    break
-            time.sleep(0.02)
-        else:
+        self.exporter = ExporterProcess(self.config_text, self._workdir)
+        try:
+            self.startup_seconds = self.exporter.wait_ready(START_TIMEOUT_S)
+        except AssertionError:
+            tail = self.log_tail()
             self.stop()
-            raise ToolUnavailable(f"not ready in {START_TIMEOUT_S:.0f}s: {self.log_tail()}")
+            raise ToolUnavailable(f"not ready in {START_TIMEOUT_S:.0f}s: {tail}") from None
         if scrape_every_second:
             self._stop_scraping.clear()
             self._scraper = threading.Thread(target=self._scrape_loop, daemon=True)
@@ -106,11 +82,8 @@ class Netsnoop:
                 self.get("/metrics")
 
     def get(self, path: str, timeout: float = 60.0) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
+        assert self.exporter is not None
+        return self.exporter.get(path, timeout)
 
     def metrics(self) -> str:
         status, body = self.get("/metrics")
@@ -119,17 +92,18 @@ class Netsnoop:
         return body.decode()
 
     def log_tail(self) -> str:
-        lines = (self._workdir / "exporter.log").read_text(errors="replace").splitlines()
-        return " | ".join(lines[-3:])
+        if self.exporter is None:
+            return ""
+        return " | ".join(self.exporter.log().splitlines()[-3:])
 
     def stop(self) -> None:
         self._stop_scraping.set()
         if self._scraper is not None:
             self._scraper.join()
             self._scraper = None
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
+        if self.exporter is not None:
+            self.exporter.stop(timeout=15)
+            self.exporter = None
 
 
 class TracerProcess:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import REPO
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

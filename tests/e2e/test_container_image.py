@@ -25,6 +25,8 @@ from tests.helpers import REPO, free_port, named_python, parse_metrics, value
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.container,
+    pytest.mark.slow,
     pytest.mark.skipif(
         any(shutil.which(tool) is None for tool in ("podman", "runc", "debootstrap")),
         reason="needs podman, runc and debootstrap (Debian packages)",

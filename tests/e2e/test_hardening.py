@@ -268,6 +268,7 @@ def closed_by_peer(connection: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_http_abuse_leaves_totals_right_and_nothing_leaked(exporter: ExporterProcess):
     """Malformed and huge requests, slow clients and 20 concurrent scrapers."""
     pid = exporter.process.pid

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ONLY_TCP, REPO, ExporterProcess
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 def installed_packages() -> dict[str, str]:

@@ -57,6 +57,7 @@ def other_python_without_bcc() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_venv_that_cannot_import_bcc_exits_1_naming_the_python_that_can(tmp_path: Path):
     """The user's mistake as made: a venv on the wrong Python, the package pip-installed."""
     if subprocess.run(["/usr/bin/python3", "-c", "import bcc"], capture_output=True).returncode:

@@ -26,7 +26,7 @@ from tests.helpers import (
     value,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 METRIC = "netsnoop_tcp_connections_total"
 PENDING_MAPS = ("connecting", "closing", "socket_errors")

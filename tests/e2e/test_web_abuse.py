@@ -29,7 +29,7 @@ from tests.certs import bcrypt_hash
 from tests.e2e.test_hardening import accepting
 from tests.helpers import ExporterProcess, free_port
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 ATTACK_S = 30.0
 SCRAPE_EVERY_S = 0.5

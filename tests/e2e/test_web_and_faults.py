@@ -273,6 +273,7 @@ def served_certificate(port: int, ca: Path) -> bytes:
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian)")
+@pytest.mark.slow
 def test_prometheus_scrapes_through_a_certificate_rotation_without_a_restart(tmp_path: Path):
     pki = make_pki(tmp_path)
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
