@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exporter.cardinality import port_fold_defines
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines, fill_array, map_items
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
@@ -134,7 +134,7 @@ class BpfCollector(Collector):
 
     def apply_port_policy(self, policy: PortPolicy) -> None:
         if self.folds_ports and self.bpf is not None:
-            fill_array(self.bpf.table("port_fold"), policy.kernel_flags())
+            self.bpf.table("port_fold").fill(policy.kernel_flags())
 
     def drain(self) -> None:
         if self.counters is not None:
@@ -169,8 +169,8 @@ class BpfCollector(Collector):
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
-                entries = len(map_items(table))  # one syscall per batch
-            lost = sum(failures[failures.Key(index)])
+                entries = len(table.items())  # one syscall per batch
+            lost = failures.per_cpu_sum(index)
             swept = self.swept[name] if name in self.swept_maps else None
             stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))
         return stats

@@ -21,12 +21,8 @@ from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import (
-    ProgramSpec,
-    claim_closed_entries,
-    claim_stale_entries,
-    enum_defines,
-)
+from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel.maps import claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
@@ -232,10 +228,10 @@ class TcpConnectionsCollector(BpfCollector):
             owner = view.owner_at(netns_inode, port)
             if owner is None:
                 continue
-            leaf = table.Leaf()
+            leaf = table.value()
             self._fill_owner(leaf.owner, owner)
             leaf.sockets = count
-            table[table.Key(netns_inode if keyed_by_netns else 0, port)] = leaf
+            table.put(table.key(netns_inode if keyed_by_netns else 0, port), leaf)
 
     def _fill_owner(self, kernel_owner: Any, owner: ListenerOwner) -> None:
         """Writes a struct owner_t (a bcc ctypes struct)."""
@@ -248,14 +244,14 @@ class TcpConnectionsCollector(BpfCollector):
         accepted connections name it from now on (the socket count stays the kernel's)."""
         assert self.bpf is not None
         table = self.bpf.table("listeners")
-        for key, leaf in list(table.items()):
+        for key, leaf in table.items():
             owner = view.owner_at(key.netns, key.port)
             if owner is None:
                 continue
             if leaf.owner.uid == owner.uid and decode_comm(bytes(leaf.owner.comm)) == owner.comm:
                 continue
             self._fill_owner(leaf.owner, owner)
-            table[key] = leaf
+            table.put(key, leaf)
 
     def _credit_serving_owners(
         self, counts: list[tuple[ConnectionKey, int]]

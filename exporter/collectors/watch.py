@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, claim_closed_entries
+from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.metrics import MetricSpec, OtlpMetric
@@ -182,16 +183,16 @@ class WatchCollector(BpfCollector):
     def _load_rules(self, bpf: BpfProgram) -> None:
         trie = bpf.table("watch_rules")
         for entry in trie_entries(self.rules):
-            key = trie.Key()
+            key = trie.key()
             key.prefixlen = 32 + entry.network.prefixlen
             key.protocol = entry.protocol
             key.direction = entry.direction
             key.port = entry.port
             key.addr[:] = list(entry.network.network_address.packed)
-            trie[key] = trie.Leaf(entry.rule)
+            trie.put(key, trie.value(entry.rule))
         limits = bpf.table("watch_limits")
         for index, rule in enumerate(self.rules):
-            limits[limits.Key(index)] = limits.Leaf(rule.rate_limit)
+            limits.set_at(index, rule.rate_limit)
 
     def _poll(self, source: BpfCollector) -> None:
         assert source.bpf is not None
@@ -233,10 +234,10 @@ class WatchCollector(BpfCollector):
             return ProcessInfo()
         assert self.bpf is not None
         parents, names = self.bpf.table("parents"), self.bpf.table("names")
-        known_parent = parents.get(parents.Key(event.pid))
+        known_parent = parents.get(parents.key(event.pid))
         if known_parent is None:
             return ProcessInfo()
-        known_name = names.get(names.Key(known_parent.value))
+        known_name = names.get(names.key(known_parent.value))
         parent_comm = decode_comm(bytes(known_name.comm)) if known_name is not None else None
         return ProcessInfo(ppid=known_parent.value, parent_comm=parent_comm)
 
@@ -247,7 +248,7 @@ class WatchCollector(BpfCollector):
                 continue
             table = source.bpf.table(table_name)
             for index in range(len(self.rules)):
-                totals[index] += sum(table[table.Key(index)])
+                totals[index] += table.per_cpu_sum(index)
         return totals
 
     def collect(self) -> Iterable[MetricFamily]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.kernel.bpf_stats import ProgramRunStats, program_run_stats
+from exporter.kernel.maps import BpfMap
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
 from exporter.paths import bpf_dir
 
@@ -62,86 +61,6 @@ def format_problem(spec: ProgramSpec, fmt: TracepointFormat | None) -> str | Non
         if field is None or field.size != size:
             return f"{spec.attach_to} field {name} is not {size} bytes"
     return None
-
-
-BATCH_ENTRIES = 4096  # entries per batch read: the buffers stay small whatever the capacity
-
-
-def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
-    """Every (key, value) of a BPF hash map, read with BPF_MAP_LOOKUP_BATCH ``batch`` entries at
-    a time. bcc's items_lookup_batch allocates and zeroes buffers for the map's whole capacity
-    on every call: megabytes a second for the 65,536-entry maps drained every second."""
-    from bcc.libbcc import lib
-
-    size = min(batch, table.max_entries)
-    keys, values = (table.Key * size)(), (table.Leaf * size)()
-    position, count = ctypes.c_uint32(0), ctypes.c_uint32(0)
-    items: list[tuple[Any, Any]] = []
-    first = True
-    while True:
-        count.value = size
-        result = lib.bpf_lookup_batch(
-            table.map_fd,
-            None if first else ctypes.byref(position),
-            ctypes.byref(position),
-            ctypes.byref(keys),
-            ctypes.byref(values),
-            ctypes.byref(count),
-        )
-        error = ctypes.get_errno()
-        items.extend((_detached(keys[i]), _detached(values[i])) for i in range(count.value))
-        if result != 0:
-            if error == errno.ENOENT:  # the end of the map
-                return items
-            raise OSError(error, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(error)}")
-        first = False
-
-
-def _detached(value: Any) -> Any:
-    """A copy of a struct or array element, which would otherwise share the reused buffer."""
-    if isinstance(value, ctypes.Structure | ctypes.Union | ctypes.Array):
-        return type(value).from_buffer_copy(value)
-    return value
-
-
-def claim_closed_entries(
-    table: Any,
-    older_than_s: float,
-    now_ns: Callable[[], int] = time.monotonic_ns,
-    read_map: Callable[[Any], list[tuple[Any, Any]]] | None = None,
-) -> Iterator[Any]:
-    """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
-    is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
-    meanwhile) is skipped, so each is handled by exactly one side."""
-    return claim_stale_entries(table, "closed_ns", older_than_s, now_ns, read_map)
-
-
-def claim_stale_entries(
-    table: Any,
-    stamp: str,
-    older_than_s: float,
-    now_ns: Callable[[], int] = time.monotonic_ns,
-    read_map: Callable[[Any], list[tuple[Any, Any]]] | None = None,
-) -> Iterator[Any]:
-    """Deletes and yields the values whose ``stamp`` field (bpf_ktime_get_ns) is older than
-    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds.
-    ``now_ns`` and ``read_map`` are the kernel's clock and map_items, injectable for tests."""
-    now = now_ns()
-    for key, value in (read_map or map_items)(table):
-        if now - getattr(value, stamp) < older_than_s * 1e9:
-            continue
-        try:
-            del table[key]
-        except KeyError:
-            continue
-        yield value
-
-
-def fill_array(table: Any, values: bytes) -> None:
-    """Writes a BPF array of u8, one value per index, in one batch syscall."""
-    keys = (table.Key * len(values))(*range(len(values)))
-    leaves = (table.Leaf * len(values)).from_buffer_copy(values)
-    table.items_update_batch(keys, leaves)
 
 
 def bpf_source(filename: str) -> str:
@@ -313,8 +232,8 @@ class BpfProgram:
                 stats[name] = program_stats
         return stats
 
-    def table(self, name: str) -> Any:
-        return self._bpf[name]
+    def table(self, name: str) -> BpfMap:
+        return BpfMap(self._bpf[name])
 
     def open_events(
         self,

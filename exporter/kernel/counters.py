@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from exporter.kernel.bpf import map_items
+from exporter.kernel.maps import BpfMap
 
 ROTATE_S = 5.0  # how often new increments move to a new epoch
 RETIRE_S = 1.0  # how long after that the old epoch's keys are certainly final
@@ -34,13 +34,11 @@ class EpochCounters:
 
     def __init__(
         self,
-        counters: Any,
-        epoch_table: Any,
+        counters: BpfMap,
+        epoch_table: BpfMap,
         clock: Callable[[], float] = time.monotonic,
-        read_map: Callable[[Any], list[tuple[Any, Any]]] = map_items,
     ) -> None:
         self._counters = counters
-        self._read_map = read_map
         self._epoch_table = epoch_table
         self._clock = clock
         self._epoch = 0
@@ -75,7 +73,7 @@ class EpochCounters:
         increments: list[tuple[Any, int]] = []
         seen: dict[bytes, int] = {}
         final: list[Any] = []
-        items = self._read_map(self._counters)
+        items = self._counters.items()
         for key, value in items:
             identity = bytes(key)
             count = int(value)
@@ -87,11 +85,11 @@ class EpochCounters:
             else:
                 seen[identity] = count
         for key in final:
-            del self._counters[key]
+            self._counters.delete(key)
         self._seen = seen
         self.entries = len(items) - len(final)
         if now - self._rotated_at >= ROTATE_S:
             self._epoch = (self._epoch + 1) & 0xFFFFFFFF
-            self._epoch_table[self._epoch_table.Key(0)] = self._epoch_table.Leaf(self._epoch)
+            self._epoch_table.set_at(0, self._epoch)
             self._rotated_at = now
         return increments

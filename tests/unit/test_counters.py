@@ -30,19 +30,21 @@ class FakeCounterMap:
     def items(self):
         return list(self.values.values())
 
-    def __delitem__(self, key: Key) -> None:
-        del self.values[bytes(key)]
+    def delete(self, key: Key) -> bool:
+        return self.values.pop(bytes(key), None) is not None
 
 
 class EpochTable(dict):
-    Key = int
-    Leaf = int
+    """Stands in for the counter_epoch array."""
+
+    def set_at(self, index: int, value: int) -> None:
+        self[index] = value
 
 
 def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     now = [0.0]
     kernel, epoch = FakeCounterMap(), EpochTable()
-    reader = EpochCounters(kernel, epoch, clock=lambda: now[0], read_map=FakeCounterMap.items)
+    reader = EpochCounters(kernel, epoch, clock=lambda: now[0])
     kernel.add(80, 0, 3)
     reader.drain()
     kernel.add(80, 0, 2)
@@ -59,7 +61,7 @@ def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
 
 def reader_at(now: list[float]) -> tuple[FakeCounterMap, EpochTable, EpochCounters]:
     kernel, epoch = FakeCounterMap(), EpochTable()
-    reader = EpochCounters(kernel, epoch, clock=lambda: now[0], read_map=FakeCounterMap.items)
+    reader = EpochCounters(kernel, epoch, clock=lambda: now[0])
     return kernel, epoch, reader
 
 
@@ -118,7 +120,6 @@ def test_drains_from_another_thread_lose_nothing():
             return kernel_items()
 
     kernel.items = items  # type: ignore[method-assign]
-    reader._read_map = lambda table: table.items()
     stop = threading.Event()
 
     def drain_loop() -> None:

@@ -1,0 +1,135 @@
+"""BPF maps as collectors use them: keys and values built from their fields, batch reads,
+deletes that say whether this side won, per-CPU sums. bcc's table objects stay behind this
+class, so the loader could change without touching the collectors."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+BATCH_ENTRIES = 4096  # entries per batch read: the buffers stay small whatever the capacity
+
+
+class BpfMap:
+    """One map of a loaded program (BpfProgram.table)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    @property
+    def max_entries(self) -> int:
+        return int(self._table.max_entries)
+
+    def key(self, *fields: Any) -> Any:
+        """A key of the map's C type, from its fields in order (a struct, or an integer)."""
+        return self._table.Key(*fields)
+
+    def value(self, *fields: Any) -> Any:
+        return self._table.Leaf(*fields)
+
+    def items(self) -> list[tuple[Any, Any]]:
+        """Every (key, value), read in batches (map_items)."""
+        return map_items(self._table)
+
+    def get(self, key: Any) -> Any | None:
+        return self._table.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
+        self._table[key] = value
+
+    def delete(self, key: Any) -> bool:
+        """False when the entry was gone already (the BPF side deleted it first)."""
+        try:
+            del self._table[key]
+        except KeyError:
+            return False
+        return True
+
+    def set_at(self, index: int, value: int) -> None:
+        """An array's element ``index``."""
+        self._table[self._table.Key(index)] = self._table.Leaf(value)
+
+    def per_cpu_sum(self, index: int) -> int:
+        """A per-CPU array's element ``index``, summed over the CPUs."""
+        return int(sum(self._table[self._table.Key(index)]))
+
+    def fill(self, values: bytes) -> None:
+        """Writes an array of u8, one value per index, in one batch syscall."""
+        keys = (self._table.Key * len(values))(*range(len(values)))
+        leaves = (self._table.Leaf * len(values)).from_buffer_copy(values)
+        self._table.items_update_batch(keys, leaves)
+
+
+class ClaimableMap(Protocol):
+    """What claim_stale_entries needs of a map (BpfMap, or a test's stand-in)."""
+
+    def items(self) -> list[tuple[Any, Any]]: ...
+
+    def delete(self, key: Any) -> bool: ...
+
+
+def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a bcc hash table, read with BPF_MAP_LOOKUP_BATCH ``batch`` entries
+    at a time. bcc's items_lookup_batch allocates and zeroes buffers for the map's whole
+    capacity on every call: megabytes a second for the 65,536-entry maps drained every second."""
+    from bcc.libbcc import lib
+
+    size = min(batch, table.max_entries)
+    keys, values = (table.Key * size)(), (table.Leaf * size)()
+    position, count = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    items: list[tuple[Any, Any]] = []
+    first = True
+    while True:
+        count.value = size
+        result = lib.bpf_lookup_batch(
+            table.map_fd,
+            None if first else ctypes.byref(position),
+            ctypes.byref(position),
+            ctypes.byref(keys),
+            ctypes.byref(values),
+            ctypes.byref(count),
+        )
+        error = ctypes.get_errno()
+        items.extend((_detached(keys[i]), _detached(values[i])) for i in range(count.value))
+        if result != 0:
+            if error == errno.ENOENT:  # the end of the map
+                return items
+            raise OSError(error, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(error)}")
+        first = False
+
+
+def _detached(value: Any) -> Any:
+    """A copy of a struct or array element, which would otherwise share the reused buffer."""
+    if isinstance(value, ctypes.Structure | ctypes.Union | ctypes.Array):
+        return type(value).from_buffer_copy(value)
+    return value
+
+
+def claim_closed_entries(
+    table: ClaimableMap,
+    older_than_s: float,
+    now_ns: Callable[[], int] = time.monotonic_ns,
+) -> Iterator[Any]:
+    """Deletes and yields the values whose ``closed_ns`` (bpf_ktime_get_ns, CLOCK_MONOTONIC)
+    is older than ``older_than_s``. An entry the BPF side deleted first (its errno arrived
+    meanwhile) is skipped, so each is handled by exactly one side."""
+    return claim_stale_entries(table, "closed_ns", older_than_s, now_ns)
+
+
+def claim_stale_entries(
+    table: ClaimableMap,
+    stamp: str,
+    older_than_s: float,
+    now_ns: Callable[[], int] = time.monotonic_ns,
+) -> Iterator[Any]:
+    """Deletes and yields the values whose ``stamp`` field (bpf_ktime_get_ns) is older than
+    ``older_than_s``; one batch read, so a map of tens of thousands costs milliseconds.
+    ``now_ns`` is the kernel's clock, injectable for tests."""
+    now = now_ns()
+    for key, value in table.items():
+        if now - getattr(value, stamp) >= older_than_s * 1e9 and table.delete(key):
+            yield value
