@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.tcp_connections import decode_comm
 from exporter.config import Config
@@ -36,7 +37,8 @@ PEER_MEMBERS = {
 def sends_family(
     counts: Iterable[tuple[int, bytes, int, int]], comm_label: bool, uid_label: bool
 ) -> MetricFamily:
-    """(port, comm, uid, datagrams) increments into the counter."""
+    """(port, comm, uid, datagrams) increments into the counter; port 0 is the kernel's fold
+    of ports the policy does not keep."""
     family = MetricFamily(
         "netsnoop_udp_sends",
         "counter",
@@ -45,7 +47,11 @@ def sends_family(
         increments=True,  # read from a drained map (EpochCounters)
     )
     for port, comm, uid, value in counts:
-        labels = (str(port), decode_comm(comm) if comm_label else "", str(uid) if uid_label else "")
+        labels = (
+            kernel_port_label(port),
+            decode_comm(comm) if comm_label else "",
+            str(uid) if uid_label else "",
+        )
         family.add(labels, value)
     return family
 
@@ -65,6 +71,7 @@ class UdpSendsCollector(BpfCollector):
     )
     counters_map: ClassVar[str] = "udp_sends"
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
+    folds_ports: ClassVar[bool] = True
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(tracefs)
