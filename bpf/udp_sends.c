@@ -174,7 +174,7 @@ static __always_inline void count_send(const struct destination_t *destination)
 {
     struct udp_send_key_t key = {};
     key.uid = (u32)bpf_get_current_uid_gid();
-    key.port = destination->port;
+    key.port = fold_port(destination->port, 0);  /* the port policy: a sweep of ports stays bounded */
     key.epoch = current_epoch();
     bpf_get_current_comm(key.comm, sizeof(key.comm));
     u64 zero = 0;

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
+from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf
@@ -57,10 +58,15 @@ SENDS = MetricSpec(
 def sends_family(
     counts: Iterable[tuple[int, bytes, int, int]], comm_label: bool, uid_label: bool
 ) -> MetricFamily:
-    """(port, comm, uid, datagrams) increments into the counter."""
+    """(port, comm, uid, datagrams) increments into the counter; port 0 is the kernel's fold
+    of ports the policy does not keep."""
     family = SENDS.family(increments=True)
     for port, comm, uid, value in counts:
-        labels = (str(port), decode_comm(comm) if comm_label else "", str(uid) if uid_label else "")
+        labels = (
+            kernel_port_label(port),
+            decode_comm(comm) if comm_label else "",
+            str(uid) if uid_label else "",
+        )
         family.add(labels, value)
     return family
 
@@ -81,6 +87,7 @@ class UdpSendsCollector(BpfCollector):
     counters_map: ClassVar[str] = "udp_sends"
     emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
+    folds_ports: ClassVar[bool] = True
 
     def __init__(
         self,

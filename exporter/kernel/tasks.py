@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from exporter.kernel.btf import Btf, BtfError
+from exporter.kernel import btf
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,10 @@ TASK_MEMBERS: dict[str, tuple[str, str]] = {
 
 @functools.cache
 def task_fact_defines() -> dict[str, int]:
-    """The offsets as defines, with WATCH_TASK_FACTS; empty without BTF (logged once): events
+    """The offsets as defines, with WATCH_TASK_FACTS; empty without them (logged once): events
     then carry only what BPF helpers give, and euid, parent and cmdline read null."""
-    try:
-        btf = Btf.load()
-        offsets = {name: btf.offset(*where) for name, where in TASK_MEMBERS.items()}
-    except BtfError as error:
-        log.warning("kernel BTF: %s; watch events carry no euid, parent or cmdline", error)
+    offsets = btf.offset_defines(TASK_MEMBERS)
+    if not offsets:
+        log.warning("watch events carry no euid, parent or cmdline: no kernel BTF offsets")
         return {}
     return {"WATCH_TASK_FACTS": 1, **offsets}

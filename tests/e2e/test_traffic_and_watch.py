@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.kernel.sysctl import local_port_range
 from tests.helpers import ExporterProcess, free_port, named_python, remote_host, value
 
 pytestmark = pytest.mark.root
@@ -107,6 +108,42 @@ def test_short_lived_udp_senders_are_each_counted_under_their_comm_and_uid(expor
         after = exporter.wait_for("netsnoop_udp_sends_total", labels, before + 50)
     assert value(after, "netsnoop_udp_sends_total", **labels) - before == 50
     assert value(after, "netsnoop_udp_sends_total", comm="n3-dns") - before == 50
+
+
+UDP_SWEEP = """
+import socket, sys
+host, low, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(low, low + count):
+    s.sendto(b"q", (host, port))
+"""
+
+
+def test_a_sweep_of_udp_ports_folds_in_the_kernel_into_other(tmp_path, bin_dir):
+    """2,000 datagrams to 2,000 ephemeral ports the policy does not keep, with a kernel map of
+    64 keys: the fold happens in BPF, before the map, so one key holds them all and every
+    datagram counts, under port="other" (a fold in userspace would have overflowed the map)."""
+    low, high = local_port_range()
+    assert high - low > 4000
+    first, count = low + 1000, 2000
+    config = "collectors:\n  udp_sends:\n    map_size: 64\n"
+    exporter = ExporterProcess(config, tmp_path)
+    try:
+        exporter.wait_ready()
+        labels = dict(port="other", comm="n3-sweep")
+        sweep = named_python(bin_dir, "n3-sweep")
+        with remote_host() as host:
+            subprocess.run(
+                [sweep, "-c", UDP_SWEEP, host.peer_v4, str(first), str(count)],
+                check=True,
+                timeout=60,
+            )
+            after = exporter.wait_for("netsnoop_udp_sends_total", labels, count)
+    finally:
+        exporter.stop()
+    assert value(after, "netsnoop_udp_sends_total", **labels) == count
+    failures = value(after, "netsnoop_bpf_map_update_failures_total", map="udp_sends")
+    assert failures == 0
 
 
 RECEIVE = """
