@@ -78,6 +78,19 @@ class ListenQueueConfig(StrictModel):
     )
 
 
+class SocketOwnersConfig(StrictModel):
+    """A collector that labels kernel events with each TCP socket's owner (socket_owners.h)."""
+
+    enabled: bool = True
+    map_size: MapSize = Field(8192, description="Distinct counters per drain interval.")
+    socket_owners_map_size: MapSize = Field(
+        65536, description="Open TCP sockets whose owner is remembered; past it, unlabeled."
+    )
+    listeners_map_size: MapSize = Field(
+        4096, description="Listening (network namespace, port) pairs with a known owner."
+    )
+
+
 class CollectorsConfig(StrictModel):
     tcp_connections: TcpConnectionsConfig = TcpConnectionsConfig()
     socket_traffic: SocketTrafficConfig = SocketTrafficConfig()
@@ -85,6 +98,7 @@ class CollectorsConfig(StrictModel):
     packet_drops: PacketDropsConfig = PacketDropsConfig()
     udp_unreachable: UdpUnreachableConfig = UdpUnreachableConfig()
     listen_queue: ListenQueueConfig = ListenQueueConfig()
+    tcp_retransmits: SocketOwnersConfig = SocketOwnersConfig()
 
 
 class LabelsConfig(StrictModel):

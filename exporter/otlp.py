@@ -211,6 +211,7 @@ METRICS: dict[str, OtlpMetric] = {
     "netsnoop_socket_received_bytes": OtlpMetric(
         "netsnoop.socket.io", "By", (("network.io.direction", "receive"),)
     ),
+    "netsnoop_tcp_retransmits": OtlpMetric("netsnoop.tcp.retransmits", "{segment}", TCP),
     "netsnoop_udp_sends": OtlpMetric("netsnoop.udp.sends", "{datagram}", UDP, port="peer"),
     "netsnoop_udp_unreachable": OtlpMetric(
         "netsnoop.udp.unreachable", "{reply}", UDP, port="local"
