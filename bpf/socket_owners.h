@@ -31,7 +31,7 @@ struct socket_owner_t {
     struct owner_t owner;
     u16 port;
     u8 direction;
-    u8 reserved;
+    u8 established;  /* 0 while an outbound connect is in SYN_SENT: an RST then is a refusal */
 };
 
 struct owner_listener_key_t {
@@ -66,9 +66,18 @@ static __always_inline void track_socket_state(struct tp_sock_inet_sock_set_stat
             note_update_failure(MAP_SOCKET_OWNERS);
         return;
     }
+    if (oldstate == OWNER_ST_SYN_SENT && newstate == OWNER_ST_ESTABLISHED) {
+        struct socket_owner_t *known = socket_owners.lookup(&skaddr);
+        if (known)
+            known->established = 1;
+        return;
+    }
     if (oldstate == OWNER_ST_SYN_RECV && newstate == OWNER_ST_ESTABLISHED) {
-        if (socket_owners.lookup(&skaddr))
-            return;  /* a simultaneous open: the connect() caller is known */
+        struct socket_owner_t *known = socket_owners.lookup(&skaddr);
+        if (known) {  /* a simultaneous open: the connect() caller is known */
+            known->established = 1;
+            return;
+        }
         struct owner_listener_key_t key = {};
         key.netns = socket_netns(skaddr);
         key.port = args->sport;
@@ -80,6 +89,7 @@ static __always_inline void track_socket_state(struct tp_sock_inet_sock_set_stat
             owner.owner.uid = OWNER_NO_UID;  /* a listener older than the exporter */
         owner.port = args->sport;
         owner.direction = OWNER_DIR_INBOUND;
+        owner.established = 1;
         if (socket_owners.update(&skaddr, &owner))
             note_update_failure(MAP_SOCKET_OWNERS);
         return;
@@ -125,6 +135,7 @@ static __always_inline void socket_owner(u64 skaddr, u16 sport, u16 dport,
         return;
     }
     found->owner.uid = OWNER_NO_UID;
+    found->established = 1;  /* older than the exporter: long past its handshake */
     struct owner_listener_key_t key = {};
     key.netns = socket_netns(skaddr);
     key.port = sport;

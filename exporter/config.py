@@ -99,6 +99,7 @@ class CollectorsConfig(StrictModel):
     udp_unreachable: UdpUnreachableConfig = UdpUnreachableConfig()
     listen_queue: ListenQueueConfig = ListenQueueConfig()
     tcp_retransmits: SocketOwnersConfig = SocketOwnersConfig()
+    tcp_resets: SocketOwnersConfig = SocketOwnersConfig()
 
 
 class LabelsConfig(StrictModel):

@@ -212,6 +212,8 @@ METRICS: dict[str, OtlpMetric] = {
         "netsnoop.socket.io", "By", (("network.io.direction", "receive"),)
     ),
     "netsnoop_tcp_retransmits": OtlpMetric("netsnoop.tcp.retransmits", "{segment}", TCP),
+    # direction is sent/received, which does not say the port's side: netsnoop.port
+    "netsnoop_tcp_resets": OtlpMetric("netsnoop.tcp.resets", "{reset}", TCP),
     "netsnoop_udp_sends": OtlpMetric("netsnoop.udp.sends", "{datagram}", UDP, port="peer"),
     "netsnoop_udp_unreachable": OtlpMetric(
         "netsnoop.udp.unreachable", "{reply}", UDP, port="local"

@@ -12,6 +12,7 @@ def enabled_collectors(config: Config) -> list[Collector]:
     from exporter.collectors.packet_drops import PacketDropsCollector
     from exporter.collectors.socket_traffic import SocketTrafficCollector
     from exporter.collectors.tcp_connections import TcpConnectionsCollector
+    from exporter.collectors.tcp_resets import TcpResetsCollector
     from exporter.collectors.tcp_retransmits import TcpRetransmitsCollector
     from exporter.collectors.udp_sends import UdpSendsCollector
     from exporter.collectors.udp_unreachable import UdpUnreachableCollector
@@ -37,6 +38,8 @@ def enabled_collectors(config: Config) -> list[Collector]:
         collectors.append(ListenQueueCollector(config))
     if config.collectors.tcp_retransmits.enabled:
         collectors.append(TcpRetransmitsCollector(config))
+    if config.collectors.tcp_resets.enabled:
+        collectors.append(TcpResetsCollector(config))
     if config.watch and watch_sources:
         collectors.append(WatchCollector(config, watch_sources))
     apply_attach_points(collectors, config.tracepoints)

@@ -55,10 +55,11 @@ class SocketOwnerCollector(BpfCollector):
     shared_sources: ClassVar[tuple[str, ...]] = ("socket_owners.h",)
     folds_ports: ClassVar[bool] = True
     extra_field: ClassVar[str]  # the key's own field, e.g. kind
-    extra_label: ClassVar[str]
-    extra_values: ClassVar[tuple[str, ...]]  # index = the field's value
+    extra_values: ClassVar[tuple[str, ...]]  # its label value; index = the field's value
     metric: ClassVar[str]
     documentation: ClassVar[str]
+    label_names: ClassVar[tuple[str, ...]]
+    bounded_labels: ClassVar[tuple[str, ...]]
 
     def __init__(
         self, config: Config, settings: SocketOwnersConfig, tracefs: Tracefs | None = None
@@ -94,16 +95,21 @@ class SocketOwnerCollector(BpfCollector):
             key.cgroup_id,
         )
 
+    def label_values(self, key: OwnedKey) -> tuple[str, ...]:
+        """The series of a key, in ``label_names`` order."""
+        raise NotImplementedError
+
     def family(self, counts: Iterable[tuple[OwnedKey, int]]) -> MetricFamily:
         """With pod labels on, every series also has namespace, pod and container."""
-        names = (*OWNER_LABEL_NAMES, self.extra_label)
         family = MetricFamily(
             self.metric,
             "counter",
             self.documentation,
-            names + WORKLOAD_LABEL_NAMES if self.workloads is not None else names,
+            self.label_names + WORKLOAD_LABEL_NAMES
+            if self.workloads is not None
+            else self.label_names,
             increments=True,  # read from a drained map (EpochCounters)
-            bounded_labels=("direction", self.extra_label),
+            bounded_labels=self.bounded_labels,
         )
         counts = list(counts)
         if self.workloads is not None:
@@ -111,7 +117,7 @@ class SocketOwnerCollector(BpfCollector):
         for key, value in counts:
             if key.direction >= len(DIRECTIONS) or key.extra >= len(self.extra_values):
                 continue
-            label_values = (*owner_labels(key, self.labels), self.extra_values[key.extra])
+            label_values = self.label_values(key)
             if self.workloads is not None:
                 label_values += self.workloads.labels(key.cgroup_id)
             family.add(label_values, value)

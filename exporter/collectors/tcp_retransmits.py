@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from exporter.collectors.socket_owners import OWNER_MAPS, OWNER_PROGRAMS, SocketOwnerCollector
+from exporter.collectors.socket_owners import (
+    OWNER_LABEL_NAMES,
+    OWNER_MAPS,
+    OWNER_PROGRAMS,
+    OwnedKey,
+    SocketOwnerCollector,
+    owner_labels,
+)
 from exporter.config import Config
 from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec
@@ -34,8 +41,9 @@ class TcpRetransmitsCollector(SocketOwnerCollector):
     counters_map: ClassVar[str] = "retransmits"
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "retransmits")
     extra_field: ClassVar[str] = "kind"
-    extra_label: ClassVar[str] = "kind"
     extra_values: ClassVar[tuple[str, ...]] = KINDS
+    label_names: ClassVar[tuple[str, ...]] = (*OWNER_LABEL_NAMES, "kind")
+    bounded_labels: ClassVar[tuple[str, ...]] = ("direction", "kind")
     metric: ClassVar[str] = "netsnoop_tcp_retransmits"
     documentation: ClassVar[str] = (
         "TCP segments retransmitted, by direction, port, process, uid and kind (data, syn)."
@@ -43,6 +51,9 @@ class TcpRetransmitsCollector(SocketOwnerCollector):
 
     def __init__(self, config: Config, tracefs: Tracefs | None = None) -> None:
         super().__init__(config, config.collectors.tcp_retransmits, tracefs)
+
+    def label_values(self, key: OwnedKey) -> tuple[str, ...]:
+        return (*owner_labels(key, self.labels), KINDS[key.extra])
 
     def defines(self) -> dict[str, int | str]:
         return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exporter.collectors.socket_owners import OwnedKey
 from exporter.collectors.tcp_connections import NO_UID
+from exporter.collectors.tcp_resets import TcpResetsCollector
 from exporter.collectors.tcp_retransmits import TcpRetransmitsCollector
 from exporter.config import Config, LabelsConfig
 
@@ -53,3 +54,19 @@ def test_map_sizes_reach_the_kernel_side():
     assert defines["RETRANSMITS_MAP_SIZE"] == 64
     assert defines["SOCKET_OWNERS_MAP_SIZE"] == 128
     assert defines["LISTENER_OWNERS_MAP_SIZE"] == 4096
+
+
+def test_resets_direction_is_sent_or_received_and_port_follows_the_connection():
+    counts = [
+        (OwnedKey(0, 443, 1000, b"curl", 1), 1),  # outbound connection: the remote port
+        (OwnedKey(1, 8080, 33, b"nginx", 0), 2),  # accepted connection: the local port
+        (OwnedKey(1, 8080, 33, b"nginx", 0), 1),
+        (OwnedKey(0, 443, 1000, b"curl", 2), 9),  # no such side
+    ]
+    family = TcpResetsCollector(Config()).family(counts)
+    assert family.name == "netsnoop_tcp_resets"
+    assert family.label_names == ("direction", "port", "comm", "uid")
+    assert family.samples == {
+        ("received", "443", "curl", "1000"): 1,
+        ("sent", "8080", "nginx", "33"): 3,
+    }
