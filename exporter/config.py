@@ -91,6 +91,21 @@ class SocketOwnersConfig(StrictModel):
     )
 
 
+class TcpConnectLatencyConfig(StrictModel):
+    enabled: bool = True
+    map_size: MapSize = Field(
+        8192, description="Distinct {port, comm, bucket} counters per drain interval."
+    )
+    pending_map_size: MapSize = Field(
+        65536, description="Connects in flight whose start time is kept."
+    )
+    labels: list[Literal["port", "comm"]] = Field(
+        default_factory=lambda: ["port"],
+        description="Labels with values; the others stay empty. Each (port, comm) pair costs "
+        "21 series (19 buckets, sum, count).",
+    )
+
+
 class CollectorsConfig(StrictModel):
     tcp_connections: TcpConnectionsConfig = TcpConnectionsConfig()
     socket_traffic: SocketTrafficConfig = SocketTrafficConfig()
@@ -100,6 +115,7 @@ class CollectorsConfig(StrictModel):
     listen_queue: ListenQueueConfig = ListenQueueConfig()
     tcp_retransmits: SocketOwnersConfig = SocketOwnersConfig()
     tcp_resets: SocketOwnersConfig = SocketOwnersConfig()
+    tcp_connect_latency: TcpConnectLatencyConfig = TcpConnectLatencyConfig()
 
 
 class LabelsConfig(StrictModel):

@@ -307,6 +307,8 @@ def observations(families: Sequence[MetricFamily]) -> dict[str, ObservedMetric]:
     mapping can silently drop a count."""
     result: dict[str, ObservedMetric] = {}
     for family in families:
+        if family.kind == "histogram":
+            continue  # the SDK has no asynchronous histogram instrument (docs/otlp.md)
         metric = otlp_metric(family)
         observed = result.setdefault(
             metric.name, ObservedMetric(metric, family.kind, family.documentation, {})

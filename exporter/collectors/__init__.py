@@ -11,6 +11,7 @@ def enabled_collectors(config: Config) -> list[Collector]:
     from exporter.collectors.listen_queue import ListenQueueCollector
     from exporter.collectors.packet_drops import PacketDropsCollector
     from exporter.collectors.socket_traffic import SocketTrafficCollector
+    from exporter.collectors.tcp_connect_latency import TcpConnectLatencyCollector
     from exporter.collectors.tcp_connections import TcpConnectionsCollector
     from exporter.collectors.tcp_resets import TcpResetsCollector
     from exporter.collectors.tcp_retransmits import TcpRetransmitsCollector
@@ -40,6 +41,8 @@ def enabled_collectors(config: Config) -> list[Collector]:
         collectors.append(TcpRetransmitsCollector(config))
     if config.collectors.tcp_resets.enabled:
         collectors.append(TcpResetsCollector(config))
+    if config.collectors.tcp_connect_latency.enabled:
+        collectors.append(TcpConnectLatencyCollector(config))
     if config.watch and watch_sources:
         collectors.append(WatchCollector(config, watch_sources))
     apply_attach_points(collectors, config.tracepoints)
