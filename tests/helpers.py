@@ -262,6 +262,22 @@ def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
     )
 
 
+def drop_first_syn(remote: RemoteHost, port: int) -> None:
+    """The remote host drops the first SYN from each client address and port to ``port`` and
+    remembers it (an nftables dynamic set); the client's retransmit, about 1 s later (the
+    initial RTO), passes: a connect delayed by one lost SYN."""
+    flow = "ip saddr . tcp sport"
+    remote.run(
+        "nft",
+        "add table inet nsyn; "
+        "add set inet nsyn seen { type ipv4_addr . inet_service; flags dynamic, timeout; "
+        "timeout 1m; }; "
+        "add chain inet nsyn input { type filter hook input priority 0; policy accept; }; "
+        f"add rule inet nsyn input tcp dport {port} tcp flags syn {flow} @seen accept; "
+        f"add rule inet nsyn input tcp dport {port} tcp flags syn add @seen {{ {flow} }} drop",
+    )
+
+
 @contextlib.contextmanager
 def remote_host() -> Iterator[RemoteHost]:
     index = next(_namespace_ids)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, free_port, named_python, remote_host, value
+from tests.helpers import (
+    ExporterProcess,
+    drop_first_syn,
+    free_port,
+    named_python,
+    remote_host,
+    value,
+)
 
 pytestmark = pytest.mark.root
 
@@ -42,22 +49,6 @@ for _ in range(int(sys.argv[3])):
 print("ok")
 """
 SLOW, FAST = 2, 3
-
-
-def drop_first_syn(remote, port: int) -> None:
-    """The first SYN from each client address and port is dropped and remembered; its
-    retransmit (same address and port, about 1 s later) passes."""
-    remote.run(
-        "nft",
-        "add table inet nst; "
-        "add set inet nst seen { type ipv4_addr . inet_service; flags dynamic, timeout; "
-        "timeout 1m; }; "
-        "add chain inet nst input { type filter hook input priority 0; policy accept; }; "
-        f"add rule inet nst input tcp dport {port} tcp flags syn "
-        "ip saddr . tcp sport @seen accept; "
-        f"add rule inet nst input tcp dport {port} tcp flags syn "
-        "add @seen { ip saddr . tcp sport } drop",
-    )
 
 
 def connect(tmp_path: Path, host: str, port: int, count: int) -> None:
