@@ -10,11 +10,19 @@ from typing import Any, ClassVar
 
 from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.tcp_connections import DIRECTIONS, NETNS_MEMBERS, NO_UID, decode_comm
+from exporter.collectors.tcp_connections import (
+    DIRECTIONS,
+    NETNS_MEMBERS,
+    NO_UID,
+    decode_comm,
+    fill_kernel_owner,
+    seed_listener_table,
+)
 from exporter.config import Config, LabelsConfig, SocketOwnersConfig
 from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
+from exporter.listeners import shared_directory
 from exporter.snapshot import MetricFamily
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
@@ -68,6 +76,7 @@ class SocketOwnerCollector(BpfCollector):
         self.settings = settings
         self.labels = config.labels
         self.kubernetes = config.kubernetes
+        self.max_namespaces = config.collectors.listen_queue.max_namespaces
         self.workloads: WorkloadLabeler | None = None
 
     def defines(self) -> dict[str, int | str]:
@@ -84,6 +93,15 @@ class SocketOwnerCollector(BpfCollector):
         if self.kubernetes.enabled:
             self.workloads = workload_labeler(self.kubernetes)
         super().start()
+        assert self.bpf is not None
+        seed_listener_table(
+            self.bpf.table("listener_owners"),
+            shared_directory(self.max_namespaces),
+            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            fill_owner=lambda kernel_owner, owner: fill_kernel_owner(
+                kernel_owner, owner, self.workloads
+            ),
+        )
 
     def decode(self, key: Any) -> OwnedKey:
         return OwnedKey(

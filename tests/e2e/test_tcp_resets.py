@@ -50,12 +50,17 @@ for _ in range(int(sys.argv[3])):
 COUNT = 3
 
 
-def test_abortive_close_is_one_sent_and_one_received_reset(tmp_path: Path):
-    exporter = ExporterProcess(CONFIG, tmp_path)
+@pytest.mark.parametrize("listener", ["after", "before"])
+def test_abortive_close_is_one_sent_and_one_received_reset(tmp_path: Path, listener: str):
+    """``before``: the server listens before the exporter starts, so its owner comes from the
+    listeners seeded at start, not from the listen() the kernel side saw."""
     port, closed_port = free_port(), free_port()
-    try:
-        exporter.wait_ready()
-        with remote_host() as remote:
+    exporter = server = None
+    with remote_host() as remote:
+        try:
+            if listener == "after":
+                exporter = ExporterProcess(CONFIG, tmp_path)
+                exporter.wait_ready()
             server_python = named_python(tmp_path, "nst-rst-srv")
             server_args = (ABORTING_SERVER, remote.peer_v4, str(port), str(COUNT))
             server = subprocess.Popen(
@@ -65,6 +70,9 @@ def test_abortive_close_is_one_sent_and_one_received_reset(tmp_path: Path):
             )
             assert server.stdout is not None
             assert server.stdout.readline().strip() == "listening"
+            if exporter is None:
+                exporter = ExporterProcess(CONFIG, tmp_path)
+                exporter.wait_ready()
             client = named_python(tmp_path, "nst-rst-cli")
             out = subprocess.run(
                 [client, "-c", CLIENT, remote.peer_v4, str(port), str(COUNT)],
@@ -83,12 +91,16 @@ def test_abortive_close_is_one_sent_and_one_received_reset(tmp_path: Path):
                 check=True,
             ).stdout
             assert refused.split() == ["ConnectionRefusedError"]
-        received = dict(direction="received", port=str(port), comm="nst-rst-cli", uid="0")
-        sent = dict(direction="sent", port=str(port), comm="nst-rst-srv", uid="0")
-        exporter.wait_for(METRIC, received, COUNT)
-        after = exporter.wait_for(METRIC, sent, COUNT)
-    finally:
-        exporter.stop()
+            received = dict(direction="received", port=str(port), comm="nst-rst-cli", uid="0")
+            sent = dict(direction="sent", port=str(port), comm="nst-rst-srv", uid="0")
+            exporter.wait_for(METRIC, received, COUNT)
+            after = exporter.wait_for(METRIC, sent, COUNT)
+        finally:
+            if server is not None and server.poll() is None:
+                server.kill()
+                server.wait()
+            if exporter is not None:
+                exporter.stop()
     assert value(after, METRIC, **received) == COUNT
     assert value(after, METRIC, **sent) == COUNT
     assert value(after, METRIC, port=str(port)) == 2 * COUNT  # nothing else, no other comm
