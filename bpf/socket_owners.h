@@ -8,9 +8,10 @@
  * outbound connection, the local service port of an inbound one.
  *
  * Pasted by the loader after common.h (bcc rewrites map calls only in the main text); each
- * collector that pastes it holds its own copy of the maps. The including program must call
- * track_socket_state() from on_inet_sock_set_state and forget_socket() from
- * on_tcp_destroy_sock, and list the two maps first in its collector's map_names.
+ * collector that pastes it holds its own copy of the maps. It brings the two handlers that keep
+ * them (on_inet_sock_set_state, on_tcp_destroy_sock: OWNER_PROGRAMS in
+ * exporter/collectors/socket_owners.py); the collector lists the two maps first in its
+ * map_names.
  */
 #define MAP_SOCKET_OWNERS 0
 #define MAP_LISTENER_OWNERS 1
@@ -163,7 +164,19 @@ static __always_inline void listener_owner(u64 skaddr, u16 sport, struct socket_
     found->port = sport;
 }
 
-static __always_inline void forget_socket(u64 skaddr)
+#ifdef HAVE_TP_sock_inet_sock_set_state
+int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
 {
-    socket_owners.delete(&skaddr);
+    track_socket_state(args);
+    return 0;
 }
+#endif
+
+#ifdef HAVE_TP_tcp_tcp_destroy_sock
+int on_tcp_destroy_sock(struct tp_tcp_tcp_destroy_sock *args)
+{
+    u64 skaddr = (u64)args->skaddr;
+    socket_owners.delete(&skaddr);
+    return 0;
+}
+#endif

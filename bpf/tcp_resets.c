@@ -7,7 +7,8 @@
  * Both fire in softirq context, or in the closing process for an abortive close (SO_LINGER 0),
  * so the process is the socket's owner from socket_owners.h in every case.
  */
-/* common.h and socket_owners.h are prepended by the loader. Ports are folded (fold_port). */
+/* common.h and socket_owners.h (with the owner-keeping handlers) are prepended by the loader.
+ * Ports are folded (fold_port). */
 
 /* Must match exporter/collectors/tcp_resets.py. */
 #define MAP_RESETS 2
@@ -44,22 +45,6 @@ static __always_inline void count_reset(const struct socket_owner_t *who, u8 sid
     else
         note_update_failure(MAP_RESETS);
 }
-
-#ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
-{
-    track_socket_state(args);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_TP_tcp_tcp_destroy_sock
-int on_tcp_destroy_sock(struct tp_tcp_tcp_destroy_sock *args)
-{
-    forget_socket((u64)args->skaddr);
-    return 0;
-}
-#endif
 
 #ifdef HAVE_TP_tcp_tcp_send_reset
 int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)

@@ -7,7 +7,8 @@
  * from SYN_SENT is a handshake one (kind syn), as is every tcp:tcp_retransmit_synack, which is
  * credited to the listener's owner; the rest are data (kind data).
  */
-/* common.h and socket_owners.h are prepended by the loader. Ports are folded (fold_port). */
+/* common.h and socket_owners.h (with the owner-keeping handlers) are prepended by the loader.
+ * Ports are folded (fold_port). */
 
 /* Must match exporter/collectors/tcp_retransmits.py. */
 #define MAP_RETRANSMITS 2
@@ -46,22 +47,6 @@ static __always_inline void count_retransmits(const struct socket_owner_t *who, 
     else
         note_update_failure(MAP_RETRANSMITS);
 }
-
-#ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
-{
-    track_socket_state(args);
-    return 0;
-}
-#endif
-
-#ifdef HAVE_TP_tcp_tcp_destroy_sock
-int on_tcp_destroy_sock(struct tp_tcp_tcp_destroy_sock *args)
-{
-    forget_socket((u64)args->skaddr);
-    return 0;
-}
-#endif
 
 #ifdef HAVE_TP_tcp_tcp_retransmit_skb
 int on_tcp_retransmit_skb(struct tp_tcp_tcp_retransmit_skb *args)

@@ -15,6 +15,7 @@ from tests.helpers import (
     drop_first_syn,
     free_port,
     named_python,
+    only_collectors,
     remote_host,
     value,
 )
@@ -22,20 +23,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.root
 
 NAME = "netsnoop_tcp_connect_duration_seconds"
-CONFIG = """
-collectors:
-  tcp_connections: {enabled: false}
-  socket_traffic: {enabled: false}
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-  tcp_retransmits: {enabled: false}
-  tcp_resets: {enabled: false}
-  tcp_connect_latency: {labels: [port, comm]}
-cardinality:
-  series_per_metric: 1000000
-"""
+CONFIG = only_collectors(settings="tcp_connect_latency: {labels: [port, comm]}")
 LISTEN = """
 import socket, sys
 servers = [socket.create_server((sys.argv[1], int(port))) for port in sys.argv[2:]]

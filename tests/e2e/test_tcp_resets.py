@@ -9,23 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ExporterProcess, free_port, named_python, remote_host, value
+from tests.helpers import (
+    ExporterProcess,
+    free_port,
+    named_python,
+    only_collectors,
+    remote_host,
+    value,
+)
 
 pytestmark = pytest.mark.root
 
 METRIC = "netsnoop_tcp_resets_total"
-CONFIG = """
-collectors:
-  tcp_connections: {enabled: false}
-  socket_traffic: {enabled: false}
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-  tcp_retransmits: {enabled: false}
-cardinality:
-  series_per_metric: 1000000
-"""
+CONFIG = only_collectors("tcp_resets")
 # Accepts `count` connections and closes each with SO_LINGER 0: an RST instead of a FIN.
 ABORTING_SERVER = """
 import socket, struct, sys

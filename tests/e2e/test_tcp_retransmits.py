@@ -1,7 +1,7 @@
 """netsnoop_tcp_retransmits_total against the kernel's own count: a namespace host drops half
 of one connection's packets with nftables, and the exporter's count for that port and comm
 must equal the socket's tcpi_total_retrans (``ss -ti`` retrans:x/TOTAL); a clean transfer
-counts nothing."""
+counts what the kernel counts for it (nothing, on a machine that keeps up)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tests.helpers import (
     filter_inbound,
     free_port,
     named_python,
+    only_collectors,
     remote_host,
     value,
 )
@@ -27,17 +28,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.root
 
 METRIC = "netsnoop_tcp_retransmits_total"
-CONFIG = """
-collectors:
-  tcp_connections: {enabled: false}
-  socket_traffic: {enabled: false}
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-cardinality:
-  series_per_metric: 1000000
-"""
+CONFIG = only_collectors("tcp_retransmits")
 SINK = """
 import socket, sys, threading
 s = socket.create_server((sys.argv[1], int(sys.argv[2])))
@@ -135,6 +126,7 @@ def test_retransmits_match_the_kernels_count_per_port_and_comm(exporter, tmp_pat
     assert value(after, METRIC, **labels) == lossy
     assert value(after, METRIC, **labels, kind="data") > 0
     assert value(after, METRIC, **labels, uid="0") == lossy
-    assert clean == 0
-    assert value(after, METRIC, comm="nst-rt-clean") == 0
-    assert value(after, METRIC, port=str(clean_port)) == 0
+    # Nothing drops the clean transfer: the kernel counts 0, unless the machine stalled an ACK
+    # past the RTO (a spurious retransmit), and then the exporter must count that same number.
+    assert value(after, METRIC, comm="nst-rt-clean") == clean
+    assert value(after, METRIC, port=str(clean_port)) == clean

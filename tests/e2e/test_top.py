@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, ExporterProcess, named_python, value
+from tests.helpers import REPO, ExporterProcess, named_python, only_collectors, value
 
 pytestmark = pytest.mark.root
 
-CONFIG = """
-collectors:
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-cardinality:
-  series_per_metric: 1000000
-"""
+CONFIG = only_collectors("tcp_connections", "socket_traffic")
 # Sends 16 KiB every 20 ms until its stdin closes, so it is busy throughout top's interval.
 SENDER = """
 import socket, sys, threading
