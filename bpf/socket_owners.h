@@ -46,6 +46,20 @@ struct owner_listener_t {
     u32 sockets;  /* listening sockets on this port in this namespace (IPv4, IPv6, reuseport) */
 };
 
+/* The counter key of an event labelled with its socket's owner: the owner, the connection's
+ * direction and (folded) port, and one field of the counting program's own (`extra`: the kind
+ * of a retransmit, the side of a reset). */
+struct owned_key_t {
+    u32 uid;
+    u16 port;
+    u8 direction;
+    u8 extra;
+    char comm[NS_TASK_COMM_LEN];
+    u32 epoch;
+    u32 reserved;  /* explicit, so the key has no padding bytes */
+    u64 cgroup_id;  /* 0 unless the pod/container labels are on (NS_CGROUP_LABELS) */
+};
+
 /* Plain hashes: a full map refuses the update (counted) rather than evict a live socket. */
 BPF_F_TABLE("hash", u64, struct socket_owner_t, socket_owners, SOCKET_OWNERS_MAP_SIZE,
             BPF_F_NO_PREALLOC);
@@ -162,6 +176,18 @@ static __always_inline void listener_owner(u64 skaddr, u16 sport, struct socket_
         found->owner.uid = OWNER_NO_UID;
     found->direction = OWNER_DIR_INBOUND;
     found->port = sport;
+}
+
+static __always_inline void owned_key(const struct socket_owner_t *who, u8 extra,
+                                      struct owned_key_t *key)
+{
+    key->uid = who->owner.uid;
+    __builtin_memcpy(key->comm, who->owner.comm, sizeof(key->comm));
+    key->cgroup_id = who->owner.cgroup_id;
+    key->port = fold_port(who->port, 0);
+    key->direction = who->direction;
+    key->extra = extra;
+    key->epoch = current_epoch();
 }
 
 #ifdef HAVE_TP_sock_inet_sock_set_state

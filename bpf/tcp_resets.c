@@ -15,29 +15,12 @@
 #define SIDE_SENT 0
 #define SIDE_RECEIVED 1
 
-struct reset_key_t {
-    u32 uid;
-    u16 port;
-    u8 direction;  /* of the connection (outbound, inbound): which port `port` is */
-    u8 side;
-    char comm[NS_TASK_COMM_LEN];
-    u32 epoch;
-    u32 reserved;  /* explicit, so the key has no padding bytes */
-    u64 cgroup_id;  /* 0 unless the pod/container labels are on (NS_CGROUP_LABELS) */
-};
-
-BPF_F_TABLE("hash", struct reset_key_t, u64, resets, RESETS_MAP_SIZE, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct owned_key_t, u64, resets, RESETS_MAP_SIZE, BPF_F_NO_PREALLOC);
 
 static __always_inline void count_reset(const struct socket_owner_t *who, u8 side)
 {
-    struct reset_key_t key = {};
-    key.uid = who->owner.uid;
-    __builtin_memcpy(key.comm, who->owner.comm, sizeof(key.comm));
-    key.cgroup_id = who->owner.cgroup_id;
-    key.port = fold_port(who->port, 0);
-    key.direction = who->direction;
-    key.side = side;
-    key.epoch = current_epoch();
+    struct owned_key_t key = {};
+    owned_key(who, side, &key);
     u64 zero = 0;
     u64 *value = resets.lookup_or_try_init(&key, &zero);
     if (value)

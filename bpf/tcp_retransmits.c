@@ -15,31 +15,14 @@
 #define KIND_DATA 0
 #define KIND_SYN 1
 
-struct retransmit_key_t {
-    u32 uid;
-    u16 port;
-    u8 direction;
-    u8 kind;
-    char comm[NS_TASK_COMM_LEN];
-    u32 epoch;
-    u32 reserved;  /* explicit, so the key has no padding bytes */
-    u64 cgroup_id;  /* 0 unless the pod/container labels are on (NS_CGROUP_LABELS) */
-};
-
-BPF_F_TABLE("hash", struct retransmit_key_t, u64, retransmits, RETRANSMITS_MAP_SIZE,
+BPF_F_TABLE("hash", struct owned_key_t, u64, retransmits, RETRANSMITS_MAP_SIZE,
             BPF_F_NO_PREALLOC);
 
 static __always_inline void count_retransmits(const struct socket_owner_t *who, u8 kind,
                                               u64 segments)
 {
-    struct retransmit_key_t key = {};
-    key.uid = who->owner.uid;
-    __builtin_memcpy(key.comm, who->owner.comm, sizeof(key.comm));
-    key.cgroup_id = who->owner.cgroup_id;
-    key.port = fold_port(who->port, 0);
-    key.direction = who->direction;
-    key.kind = kind;
-    key.epoch = current_epoch();
+    struct owned_key_t key = {};
+    owned_key(who, kind, &key);
     u64 zero = 0;
     u64 *value = retransmits.lookup_or_try_init(&key, &zero);
     if (value)

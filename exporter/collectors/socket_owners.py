@@ -58,11 +58,11 @@ def owner_labels(key: OwnedKey, labels: LabelsConfig) -> tuple[str, ...]:
 
 class SocketOwnerCollector(BpfCollector):
     """A BPF collector whose source pastes socket_owners.h and counts into ``counters_map``
-    keyed by owner (uid, comm, cgroup_id, port, direction) and one field of its own."""
+    keyed by struct owned_key_t: the owner (uid, comm, cgroup_id), the connection's direction
+    and port, and one field of its own (``extra``)."""
 
     shared_sources: ClassVar[tuple[str, ...]] = ("socket_owners.h",)
     folds_ports: ClassVar[bool] = True
-    extra_field: ClassVar[str]  # the key's own field, e.g. kind
     extra_values: ClassVar[tuple[str, ...]]  # its label value; index = the field's value
     metric: ClassVar[str]
     documentation: ClassVar[str]
@@ -109,7 +109,7 @@ class SocketOwnerCollector(BpfCollector):
             key.port,
             key.uid,
             bytes(key.comm),
-            getattr(key, self.extra_field),
+            key.extra,
             key.cgroup_id,
         )
 

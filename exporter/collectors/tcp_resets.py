@@ -41,7 +41,6 @@ class TcpResetsCollector(SocketOwnerCollector):
     )
     counters_map: ClassVar[str] = "resets"
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "resets")
-    extra_field: ClassVar[str] = "side"
     extra_values: ClassVar[tuple[str, ...]] = SIDES
     # direction is sent or received here; the connection's direction only places the port
     label_names: ClassVar[tuple[str, ...]] = OWNER_LABEL_NAMES

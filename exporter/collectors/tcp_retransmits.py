@@ -40,7 +40,6 @@ class TcpRetransmitsCollector(SocketOwnerCollector):
     )
     counters_map: ClassVar[str] = "retransmits"
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "retransmits")
-    extra_field: ClassVar[str] = "kind"
     extra_values: ClassVar[tuple[str, ...]] = KINDS
     label_names: ClassVar[tuple[str, ...]] = (*OWNER_LABEL_NAMES, "kind")
     bounded_labels: ClassVar[tuple[str, ...]] = ("direction", "kind")
