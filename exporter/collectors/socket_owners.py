@@ -27,7 +27,7 @@ from exporter.snapshot import MetricFamily
 from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler, workload_labeler
 
 OWNER_LABEL_NAMES = ("direction", "port", "comm", "uid")
-# The two handlers every owner-tracking program has, ahead of its own.
+# The two handlers socket_owners.h brings into every owner-tracking program, ahead of its own.
 OWNER_PROGRAMS = (
     ProgramSpec("sock:inet_sock_set_state", ("skaddr", "oldstate", "newstate", "protocol")),
     ProgramSpec("tcp:tcp_destroy_sock", ("skaddr",)),
