@@ -78,4 +78,17 @@ static __always_inline void current_owner(struct owner_t *owner)
 #endif
 }
 
+/* The inode of the socket's network namespace (what /proc/<pid>/ns/net links to); 0 without
+ * the BTF offsets (SKC_NET_OFF, NET_NS_INUM_OFF), which the collector passes when it has them. */
+static __always_inline u32 socket_netns(u64 skaddr)
+{
+    u32 inum = 0;
+#if defined(SKC_NET_OFF) && defined(NET_NS_INUM_OFF)
+    u64 net = 0;
+    if (!bpf_probe_read_kernel(&net, sizeof(net), (void *)(skaddr + SKC_NET_OFF)) && net)
+        bpf_probe_read_kernel(&inum, sizeof(inum), (void *)(net + NET_NS_INUM_OFF));
+#endif
+    return inum;
+}
+
 #endif

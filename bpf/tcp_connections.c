@@ -91,18 +91,6 @@ BPF_F_TABLE("hash", struct tuple_t, struct socket_error_t, socket_errors, PENDIN
 BPF_F_TABLE("hash", struct listener_key_t, struct listener_t, listeners, LISTENERS_MAP_SIZE,
             BPF_F_NO_PREALLOC);
 
-/* The inode of the socket's network namespace (what /proc/<pid>/ns/net links to). */
-static __always_inline u32 socket_netns(u64 skaddr)
-{
-    u32 inum = 0;
-#if defined(SKC_NET_OFF) && defined(NET_NS_INUM_OFF)
-    u64 net = 0;
-    if (!bpf_probe_read_kernel(&net, sizeof(net), (void *)(skaddr + SKC_NET_OFF)) && net)
-        bpf_probe_read_kernel(&inum, sizeof(inum), (void *)(net + NET_NS_INUM_OFF));
-#endif
-    return inum;
-}
-
 static __always_inline void count_connection(u8 direction, u8 result, u16 port, u32 netns,
                                              const struct owner_t *owner)
 {

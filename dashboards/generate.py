@@ -33,6 +33,16 @@ FAILED_OUTBOUND = OUTBOUND + ', result!="established"'
 OUTBOUND_WATCHED = OUTBOUND + ', port=~"$watch_ports"'
 INBOUND_REFUSED = POD + ', direction="inbound", result="refused"'
 INBOUND_WATCHED = POD + ', direction="inbound", port=~"$watch_ports"'
+RETRANSMITS = "netsnoop_tcp_retransmits_total"
+RESETS = "netsnoop_tcp_resets_total"
+CONNECT_BUCKETS = "netsnoop_tcp_connect_duration_seconds_bucket"
+
+
+def connect_quantile(quantile: float) -> Query:
+    rates = f"sum by (port, le) ({rate(CONNECT_BUCKETS, POD)})"
+    return Query(
+        f"histogram_quantile({quantile}, {rates})", f"p{round(quantile * 100)} {{{{port}}}}"
+    )
 
 
 def rate(metric: str, selector: str) -> str:
@@ -56,7 +66,7 @@ class Panel:
     description: str
     unit: str
     queries: list[Query]
-    kind: str = "timeseries"  # or "stat"
+    kind: str = "timeseries"  # or "stat", "heatmap"
     width: int = 12
     quiet_empty: str = ""  # why the panel may be empty on a healthy, quiet host
 
@@ -160,7 +170,17 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "targets": targets,
     }
-    if panel.kind == "stat":
+    if panel.kind == "heatmap":  # buckets as Prometheus gives them, one row per le
+        for target in targets:
+            target["format"] = "heatmap"
+        result["options"] = {
+            "calculate": False,
+            "yAxis": {"unit": panel.unit},
+            "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5},
+            "cellGap": 1,
+            "tooltip": {"mode": "single", "yHistogram": True},
+        }
+    elif panel.kind == "stat":
         result["options"] = {
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "value",
@@ -404,6 +424,60 @@ CONNECTIONS_SECURITY = Dashboard(
                     "{{comm}} uid {{uid}} {{result}}",
                 )
             ],
+        ),
+        Panel(
+            "Retransmits by port",
+            "TCP segments retransmitted per second, by direction and port (the remote port of "
+            "connections opened here, the local port of accepted ones): loss on the path, or a "
+            "peer too slow to acknowledge.",
+            "cps",
+            [Query(top("direction, port", RETRANSMITS, POD), "{{direction}} {{port}}")],
+            quiet_empty="no connection lost a packet",
+        ),
+        Panel(
+            "Retransmits by process",
+            "TCP segments retransmitted per second, by the process owning the socket, its uid, "
+            "and kind (data, or syn for handshakes: SYN and SYN-ACK resent).",
+            "cps",
+            [Query(top("comm, uid, kind", RETRANSMITS, POD), "{{comm}} uid {{uid}} {{kind}}")],
+            quiet_empty="no connection lost a packet",
+        ),
+        Panel(
+            "Resets by port",
+            "Resets of existing connections per second, sent or received, by port. Refused "
+            "connection attempts are not here: they are the refused results above.",
+            "cps",
+            [Query(top("direction, port", RESETS, POD), "{{direction}} {{port}}")],
+            quiet_empty="no connection was aborted",
+        ),
+        Panel(
+            "Resets by process",
+            "Resets of existing connections per second, sent or received, by the process owning "
+            "the socket and its uid.",
+            "cps",
+            [Query(top("direction, comm, uid", RESETS, POD), "{{direction}} {{comm}} uid {{uid}}")],
+            quiet_empty="no connection was aborted",
+        ),
+        Panel(
+            "Connect time p50 / p99 by port",
+            "Outbound connect time (connect() to established) by remote port, median and 99th "
+            "percentile, from the kernel's buckets (50 us to 30 s). About 1 s, 3 s or 7 s "
+            "means one, two or three SYNs lost.",
+            "s",
+            [connect_quantile(0.5), connect_quantile(0.99)],
+        ),
+        Panel(
+            "Connect time heatmap",
+            "Outbound connects per connect-time bucket, all ports: bands at 1 s and 3 s are SYN "
+            "retransmits.",
+            "s",
+            [
+                Query(
+                    f"sum by (le) (increase({CONNECT_BUCKETS}{{{POD}}}[$__rate_interval]))",
+                    "{{le}}",
+                )
+            ],
+            kind="heatmap",
         ),
         Panel(
             "Outbound connections by pod",

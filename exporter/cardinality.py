@@ -134,7 +134,9 @@ class SeriesBudget:
         """Counters with running totals and bounded series; gauges pass through."""
         now = self._clock()
         out = [
-            self._bound(family, now) if family.kind == "counter" and family.label_names else family
+            self._bound(family, now)
+            if family.kind in ("counter", "histogram") and family.label_names
+            else family
             for family in families
         ]
         overflow = SERIES_OVERFLOW.family()

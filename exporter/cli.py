@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netsnoop-exporter",
         description="eBPF network exporter: TCP/UDP connections per port, process and uid.",
+        epilog="netsnoop-exporter top --help: the live view of a running exporter.",
     )
     parser.add_argument(
         "--config.file",
@@ -182,6 +184,11 @@ def fail(message: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["top"]:  # a client of a running exporter: none of the flags below apply
+        from exporter import top
+
+        return top.main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     try:

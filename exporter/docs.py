@@ -46,7 +46,8 @@ def collectors_table(specs: Iterable[CollectorSpec]) -> list[str]:
 def metrics_table(specs: Iterable[MetricSpec]) -> list[str]:
     lines = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
     for spec in specs:
-        labels = _code(spec.labels)
+        # a histogram's le is its buckets, not a label of its own
+        labels = _code(spec.labels[:-1] if spec.kind == "histogram" else spec.labels)
         if spec.optional_labels:
             labels += f" (+ {_code(spec.optional_labels)} with `kubernetes.enabled`)"
         lines.append(_row((f"`{spec.exposed_name}`", spec.kind, labels, spec.help)))
@@ -66,7 +67,8 @@ def otlp_table(specs: Iterable[MetricSpec]) -> list[str]:
     """One row per OTLP name; families that share it are listed with their constants."""
     groups: dict[str, list[MetricSpec]] = {}
     for spec in specs:
-        groups.setdefault(spec.otlp.name, []).append(spec)
+        if spec.otlp is not None:  # a histogram: not exported over OTLP
+            groups.setdefault(spec.otlp.name, []).append(spec)
     lines = [
         "| OTLP metric | Type | Unit | Prometheus metric | Attributes |",
         "|---|---|---|---|---|",

@@ -9,7 +9,7 @@ from typing import Literal
 
 from exporter.snapshot import MetricFamily
 
-Kind = Literal["counter", "gauge"]
+Kind = Literal["counter", "gauge", "histogram"]
 
 
 def exposed_name(name: str, kind: str) -> str:
@@ -21,12 +21,14 @@ def exposed_name(name: str, kind: str) -> str:
 class OtlpMetric:
     """How one family is named over OTLP. ``port`` says what the port label is: the remote
     (peer) or local port, or decided per series by the direction label (outbound: the peer's,
-    inbound: the local one). ``protocol`` names the attribute of the protocol label."""
+    inbound: the local one), or ``netsnoop.port`` when it is neither for every series (the
+    resets' direction is sent or received). ``protocol`` names the attribute of the protocol
+    label."""
 
     name: str
     unit: str = ""
     constant: tuple[tuple[str, str], ...] = ()
-    port: Literal["peer", "local", "direction"] = "direction"
+    port: Literal["peer", "local", "direction", "mixed"] = "direction"
     protocol: str = "network.transport"
 
 
@@ -37,16 +39,19 @@ UDP = (("network.transport", "udp"),)
 @dataclass(frozen=True)
 class MetricSpec:
     """A metric as declared. ``labels`` are the ones every series has; ``optional_labels``
-    exist only when a setting adds them (kubernetes.enabled: namespace, pod, container)."""
+    exist only when a setting adds them (kubernetes.enabled: namespace, pod, container).
+    A histogram has ``le`` as its last label and its ``buckets`` (the le values, ending with
+    +Inf); ``otlp`` is None for it: the SDK has no asynchronous histogram (docs/otlp.md)."""
 
     name: str  # counters without _total
     kind: Kind
     help: str
     labels: tuple[str, ...]
-    otlp: OtlpMetric
+    otlp: OtlpMetric | None
     unit: str = ""
     bounded_labels: tuple[str, ...] = ()  # a small fixed set of values, kept when folding
     optional_labels: tuple[str, ...] = ()
+    buckets: tuple[str, ...] = ()
 
     @property
     def exposed_name(self) -> str:
@@ -65,6 +70,7 @@ class MetricSpec:
             unit=self.unit,
             increments=increments,
             bounded_labels=self.bounded_labels,
+            buckets=self.buckets,
         )
 
 

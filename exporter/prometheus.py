@@ -7,11 +7,16 @@ import math
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder, generate_latest
 
 from exporter.metrics import exposed_name
-from exporter.snapshot import MetricFamily, SnapshotSource
+from exporter.snapshot import MetricFamily, SnapshotSource, histogram_series
 
 
 class SnapshotCollector:
@@ -25,6 +30,14 @@ class SnapshotCollector:
         a new series start from 0 and counts its first increment in ``increase()``."""
         started_at = self.source.started_at
         for family in self.source.current().families:
+            if family.kind == "histogram":
+                histogram = HistogramMetricFamily(
+                    family.name, family.documentation, labels=family.label_names[:-1]
+                )
+                for series in histogram_series(family):
+                    histogram.add_metric(list(series.labels), series.buckets, series.sum)
+                yield histogram
+                continue
             if family.kind == "counter":
                 counter = CounterMetricFamily(
                     family.name, family.documentation, labels=family.label_names, unit=family.unit
@@ -63,6 +76,9 @@ def encode_text(families: Iterable[MetricFamily]) -> bytes:
     a 10k-series scrape; writing the lines directly keeps large scrapes cheap."""
     lines: list[str] = []
     for family in families:
+        if family.kind == "histogram":
+            lines += _histogram_lines(family)
+            continue
         name = exposed_name(family.name, family.kind)
         documentation = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {name} {documentation}")
@@ -79,6 +95,23 @@ def encode_text(families: Iterable[MetricFamily]) -> bytes:
                 lines.append(f"{name} {_format_value(value)}")
     lines.append("")
     return "\n".join(lines).encode()
+
+
+def _histogram_lines(family: MetricFamily) -> list[str]:
+    documentation = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+    lines = [f"# HELP {family.name} {documentation}", f"# TYPE {family.name} histogram"]
+    names = family.label_names[:-1]
+    for series in histogram_series(family):
+        pairs = "".join(
+            f'{label}="{_escape_label_value(text)}",'
+            for label, text in zip(names, series.labels, strict=True)
+        )
+        for le, count in series.buckets:
+            lines.append(f'{family.name}_bucket{{{pairs}le="{le}"}} {_format_value(count)}')
+        braces = f"{{{pairs[:-1]}}}" if pairs else ""
+        lines.append(f"{family.name}_sum{braces} {_format_value(series.sum)}")
+        lines.append(f"{family.name}_count{braces} {_format_value(series.count)}")
+    return lines
 
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what encode_text writes

@@ -20,10 +20,15 @@ LabelValues = tuple[str, ...]
 
 @dataclass
 class MetricFamily:
-    """A metric with its samples; counters are named without the ``_total`` suffix."""
+    """A metric with its samples; counters are named without the ``_total`` suffix.
+
+    A histogram is kept like a counter whose last label is ``le``: one series per bucket
+    holding that bucket's own count (not cumulative), and ``le="sum"`` for the sum, so the
+    series budget treats it as counters; the outputs turn it into buckets, sum and count
+    (``histogram_series``)."""
 
     name: str
-    kind: Literal["counter", "gauge"]
+    kind: Literal["counter", "gauge", "histogram"]
     documentation: str
     label_names: tuple[str, ...]
     samples: dict[LabelValues, float] = field(default_factory=dict)
@@ -36,6 +41,8 @@ class MetricFamily:
     # Counters: when each series started from zero (wall-clock seconds); a series without an
     # entry started with the exporter.
     created: dict[LabelValues, float] = field(default_factory=dict)
+    # Histograms: every bucket's le, so each one is exposed even before its first observation.
+    buckets: tuple[str, ...] = ()
 
     def add(self, label_values: LabelValues, value: float) -> None:
         """Sum into a series, so label folding and merging keep totals exact."""
@@ -43,6 +50,39 @@ class MetricFamily:
 
     def set(self, label_values: LabelValues, value: float) -> None:
         self.samples[label_values] = value
+
+
+HISTOGRAM_SUM = "sum"  # the le value of a histogram's sum series
+
+
+@dataclass(frozen=True)
+class HistogramSeries:
+    labels: LabelValues  # without le
+    buckets: list[tuple[str, float]]  # (le, cumulative count), ending with +Inf
+    sum: float
+    count: float
+
+
+def histogram_series(family: MetricFamily) -> list[HistogramSeries]:
+    """Cumulative buckets per label set, in bound order; every bucket is present."""
+    bounds: set[str] = set(family.buckets)
+    groups: dict[LabelValues, dict[str, float]] = {}
+    for label_values, value in family.samples.items():
+        *labels, le = label_values
+        groups.setdefault(tuple(labels), {})[le] = value
+        if le != HISTOGRAM_SUM:
+            bounds.add(le)
+    bounds.add("+Inf")
+    ordered = sorted(bounds, key=float)
+    result = []
+    for labels, values in groups.items():
+        running = 0.0
+        buckets = []
+        for le in ordered:
+            running += values.get(le, 0.0)
+            buckets.append((le, running))
+        result.append(HistogramSeries(labels, buckets, values.get(HISTOGRAM_SUM, 0.0), running))
+    return result
 
 
 @dataclass(frozen=True)

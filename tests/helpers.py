@@ -22,21 +22,33 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.config import CollectorsConfig
 from exporter.kernel.sysctl import local_port_range
 
 REPO = Path(__file__).resolve().parents[1]
-# A config with the TCP connection collector only (and watch, always on): quick to start. The
-# budget is wide so that other tests' traffic on this machine never folds ours into "other".
-ONLY_TCP = """
-collectors:
-  socket_traffic: {enabled: false}
-  udp_sends: {enabled: false}
-  packet_drops: {enabled: false}
-  udp_unreachable: {enabled: false}
-  listen_queue: {enabled: false}
-cardinality:
-  series_per_metric: 1000000
-"""
+
+
+def only_collectors(*enabled: str, settings: str = "") -> str:
+    """A config with only the ``enabled`` collectors (and watch, always on): quick to start.
+    ``settings`` are more keys of those collectors, e.g. ``"tcp_resets: {map_size: 64}"``.
+    The budget is wide so that other tests' traffic on this machine never folds ours into
+    "other"."""
+    lines = [
+        f"  {name}: {{enabled: false}}"
+        for name in CollectorsConfig.model_fields
+        if name not in enabled and not settings.startswith(f"{name}:")
+    ]
+    extra = f"  {settings}\n" if settings else ""
+    return (
+        "collectors:\n"
+        + "\n".join(lines)
+        + "\n"
+        + extra
+        + ("cardinality:\n  series_per_metric: 1000000\n")
+    )
+
+
+ONLY_TCP = only_collectors("tcp_connections")
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -260,6 +272,22 @@ def filter_inbound(remote: RemoteHost, port: int, verdict: str) -> None:
         "add table inet nst; add chain inet nst input "
         "{ type filter hook input priority 0; policy accept; }; "
         f"add rule inet nst input tcp dport {port} {verdict}",
+    )
+
+
+def drop_first_syn(remote: RemoteHost, port: int) -> None:
+    """The remote host drops the first SYN from each client address and port to ``port`` and
+    remembers it (an nftables dynamic set); the client's retransmit, about 1 s later (the
+    initial RTO), passes: a connect delayed by one lost SYN."""
+    flow = "ip saddr . tcp sport"
+    remote.run(
+        "nft",
+        "add table inet nsyn; "
+        "add set inet nsyn seen { type ipv4_addr . inet_service; flags dynamic, timeout; "
+        "timeout 1m; }; "
+        "add chain inet nsyn input { type filter hook input priority 0; policy accept; }; "
+        f"add rule inet nsyn input tcp dport {port} tcp flags syn {flow} @seen accept; "
+        f"add rule inet nsyn input tcp dport {port} tcp flags syn add @seen {{ {flow} }} drop",
     )
 
 

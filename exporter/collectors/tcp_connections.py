@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +22,7 @@ from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
 from exporter.kernel.bpf import ProgramSpec, enum_defines
-from exporter.kernel.maps import claim_closed_entries, claim_stale_entries
+from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
@@ -137,6 +137,53 @@ def connections_family(
     return family
 
 
+def owner_cgroup_id(owner: ListenerOwner, workloads: WorkloadLabeler | None) -> int:
+    """The cgroup of the process serving a listener, when the pod labels are on."""
+    if workloads is None or workloads.root is None:
+        return 0
+    return cgroups.process_cgroup_id(owner.pid, workloads.root)
+
+
+def fill_kernel_owner(
+    kernel_owner: Any, owner: ListenerOwner, workloads: WorkloadLabeler | None
+) -> None:
+    """Writes a struct owner_t (a bcc ctypes struct)."""
+    kernel_owner.uid = owner.uid
+    kernel_owner.comm = owner.comm.encode()[:15]
+    kernel_owner.cgroup_id = owner_cgroup_id(owner, workloads)
+
+
+def seed_listener_table(
+    table: BpfMap,
+    directory: ListenerDirectory,
+    keyed_by_netns: bool,
+    fill_owner: Callable[[Any, ListenerOwner], None],
+) -> None:
+    """Listeners opened before we started never pass CLOSE->LISTEN: learn them, in every
+    network namespace, so their accepted connections carry the owner even if they close
+    before a read. ``table`` is keyed by (netns, port) with a leaf of an owner_t and a socket
+    count (tcp_connections' listeners, socket_owners.h's listener_owners). Without BTF the
+    kernel keys them by port alone (namespace 0), which only the exporter's own namespace can
+    fill."""
+    try:
+        view = directory.view()
+        own = netns.own_namespace()
+    except OSError as error:
+        log.warning("could not seed listening sockets: %s", error)
+        return
+    sockets: Counter[tuple[int, int]] = Counter(
+        (s.netns, s.port) for s in view.listeners if keyed_by_netns or s.netns == own
+    )
+    for (netns_inode, port), count in sockets.items():
+        owner = view.owner_at(netns_inode, port)
+        if owner is None:
+            continue
+        leaf = table.value()
+        fill_owner(leaf.owner, owner)
+        leaf.sockets = count
+        table.put(table.key(netns_inode if keyed_by_netns else 0, port), leaf)
+
+
 class TcpConnectionsCollector(BpfCollector):
     name: ClassVar[str] = "tcp_connections"
     source_file: ClassVar[str] = "tcp_connections.c"
@@ -203,41 +250,19 @@ class TcpConnectionsCollector(BpfCollector):
         self._seed_listeners()
 
     def _cgroup_id(self, owner: ListenerOwner) -> int:
-        if self.workloads is None or self.workloads.root is None:
-            return 0
-        return cgroups.process_cgroup_id(owner.pid, self.workloads.root)
+        return owner_cgroup_id(owner, self.workloads)
 
     def _seed_listeners(self) -> None:
-        """Listeners opened before we started never pass CLOSE->LISTEN: learn them, in every
-        network namespace, so their accepted connections carry the owner even if they close
-        before a read. Without BTF the kernel keys them by port alone (namespace 0), which
-        only the exporter's own namespace can fill."""
         assert self.bpf is not None
-        table = self.bpf.table("listeners")
-        keyed_by_netns = "SKC_NET_OFF" in self.defines()
-        try:
-            view = self.listeners.view()
-            own = netns.own_namespace()
-        except OSError as error:
-            log.warning("could not seed listening sockets: %s", error)
-            return
-        sockets: Counter[tuple[int, int]] = Counter(
-            (s.netns, s.port) for s in view.listeners if keyed_by_netns or s.netns == own
+        seed_listener_table(
+            self.bpf.table("listeners"),
+            self.listeners,
+            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            fill_owner=self._fill_owner,
         )
-        for (netns_inode, port), count in sockets.items():
-            owner = view.owner_at(netns_inode, port)
-            if owner is None:
-                continue
-            leaf = table.value()
-            self._fill_owner(leaf.owner, owner)
-            leaf.sockets = count
-            table.put(table.key(netns_inode if keyed_by_netns else 0, port), leaf)
 
     def _fill_owner(self, kernel_owner: Any, owner: ListenerOwner) -> None:
-        """Writes a struct owner_t (a bcc ctypes struct)."""
-        kernel_owner.uid = owner.uid
-        kernel_owner.comm = owner.comm.encode()[:15]
-        kernel_owner.cgroup_id = self._cgroup_id(owner)
+        fill_kernel_owner(kernel_owner, owner, self.workloads)
 
     def _refresh_kernel_owners(self, view: ListenerView) -> None:
         """The kernel's listener entries take the serving owner too, so the watch events of

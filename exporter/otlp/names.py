@@ -44,7 +44,7 @@ def otlp_table() -> dict[str, OtlpMetric]:
     own metrics (exporter/metrics.py) and every registered collector's. Families that share
     an OTLP name are told apart by their constant attributes."""
     specs = [*EXPORTER_METRICS, *(m for c in registered_collectors() for m in c.metrics)]
-    return {spec.name: spec.otlp for spec in specs}
+    return {spec.name: spec.otlp for spec in specs if spec.otlp is not None}
 
 
 def otlp_metric(family: MetricFamily) -> OtlpMetric:
@@ -104,6 +104,8 @@ def observations(families: Sequence[MetricFamily]) -> dict[str, ObservedMetric]:
     mapping can silently drop a count."""
     result: dict[str, ObservedMetric] = {}
     for family in families:
+        if family.kind == "histogram":
+            continue  # the SDK has no asynchronous histogram instrument (docs/otlp.md)
         metric = otlp_metric(family)
         observed = result.setdefault(
             metric.name, ObservedMetric(metric, family.kind, family.documentation, {})

@@ -38,7 +38,14 @@ from tests.grafana import (
     prometheus_rules,
     substitute,
 )
-from tests.helpers import ExporterProcess, RemoteHost, free_port, named_python, remote_host
+from tests.helpers import (
+    ExporterProcess,
+    RemoteHost,
+    drop_first_syn,
+    free_port,
+    named_python,
+    remote_host,
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -122,6 +129,24 @@ while received < 4096:
     received += len(client.recv(65536))
 client.close()
 thread.join()
+"""
+
+# One loopback connection the server aborts (SO_LINGER 0): a reset sent and one received.
+ABORT = """
+import socket, struct, sys, threading
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve():
+    connection = server.accept()[0]
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+thread = threading.Thread(target=serve)
+thread.start()
+client = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+thread.join()
+try:
+    client.recv(1)
+except ConnectionResetError:
+    pass
 """
 
 
@@ -294,8 +319,14 @@ def scenario(stack: Stack) -> float:
     # the inbound ones past the watch rule's rate limit (lost events)
     in_namespace(host, KNOCKS, host.host_v4)
     stack.run("n5-scan", CONNECT, host.peer_v4, 23)
-    # an established loopback connection with bytes both ways
+    # an established loopback connection with bytes both ways (and a connect time)
     stack.run("n5-echo", ECHO, free_port())
+    # a connection aborted with SO_LINGER 0: resets sent and received
+    stack.run("n5-abort", ABORT, free_port())
+    # a lost SYN, retransmitted, then refused by the namespace host: a retransmit
+    lossy_port = free_port()
+    drop_first_syn(host, lossy_port)
+    stack.run("n5-lossy", CONNECT, host.peer_v4, lossy_port)
     # UDP to closed ports: sends, unreachable replies and drops on both sides
     stack.run("n5-udp", UDP_SEND, host.peer_v4, free_port(), 3)
     in_namespace(host, UDP_SEND, host.host_v4, free_port(), 3)

@@ -19,6 +19,9 @@ NO_BUILT_IN = tuple(
         "packet_drops",
         "udp_unreachable",
         "listen_queue",
+        "tcp_retransmits",
+        "tcp_resets",
+        "tcp_connect_latency",
     )
 )
 

@@ -267,7 +267,10 @@ def test_self_metrics(exporter):
         "inet_sk_error_report",
         "tcp_send_reset",
     ):
-        assert value(series, "netsnoop_bpf_program_attached", program=program) == 1, program
+        attached = value(
+            series, "netsnoop_bpf_program_attached", collector="tcp_connections", program=program
+        )
+        assert attached == 1, program
     assert value(series, "netsnoop_scrape_collector_success", collector="tcp_connections") == 1
     assert value(series, "netsnoop_bpf_map_capacity", map="connections") == 65536
     assert value(series, "netsnoop_bpf_map_entries", map="connections") >= 1
@@ -370,8 +373,9 @@ def test_unknown_tracepoint_in_the_config_disables_only_that_program(tmp_path, b
         log = process.log()
     finally:
         process.stop()
-    assert value(after, "netsnoop_bpf_program_attached", program="tcp_send_reset") == 0
+    ours = {"collector": "tcp_connections"}
+    assert value(after, "netsnoop_bpf_program_attached", **ours, program="tcp_send_reset") == 0
     for program in ("inet_sock_set_state", "tcp_receive_reset", "inet_sk_error_report"):
-        assert value(after, "netsnoop_bpf_program_attached", program=program) == 1
+        assert value(after, "netsnoop_bpf_program_attached", **ours, program=program) == 1
     assert value(after, METRIC, result="established", **labels) == 2
     assert "tracepoint tcp:no_such_event not in this kernel" in log
