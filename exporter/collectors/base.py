@@ -18,6 +18,9 @@ from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.cardinality import PortPolicy
+    from exporter.config import Config
+    from exporter.services import SharedServices
+    from exporter.workloads import WorkloadLabeler
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class BpfCollector(Collector):
         self.counters: EpochCounters | None = None
         self._entries: dict[str, int] = {}
         self.swept: Counter[str] = Counter()  # per map, by a subclass's sweeps
+        self.cgroup_labels = False  # the programs record each owner's cgroup (pod labels)
 
     @property
     def tracefs(self) -> Tracefs:
@@ -120,6 +124,8 @@ class BpfCollector(Collector):
         }
         if self.folds_ports:
             defines.update(NS_PORT_FOLD=1, **port_fold_defines())
+        if self.cgroup_labels:
+            defines["NS_CGROUP_LABELS"] = 1  # common.h's current_owner records the cgroup
         programs = [
             replace(spec, attach_point=self.attach_points.get(spec.name, ""))
             for spec in self.programs
@@ -179,3 +185,28 @@ class BpfCollector(Collector):
         if self.bpf is not None:
             self.bpf.close()
             self.bpf = None
+
+
+class PodLabelledCollector(BpfCollector):
+    """A BPF collector whose series carry namespace/pod/container with kubernetes.enabled:
+    its programs then record each owner's cgroup, and collect() names it through the
+    exporter's shared workload labeler (taken at start, so it is made only when needed)."""
+
+    def __init__(
+        self,
+        config: Config,
+        services: SharedServices | None = None,
+        tracefs: Tracefs | None = None,
+    ) -> None:
+        from exporter.services import SharedServices  # services imports the listener layer
+
+        super().__init__(tracefs)
+        self.services = services if services is not None else SharedServices(config)
+        self.kubernetes = config.kubernetes
+        self.cgroup_labels = config.kubernetes.enabled
+        self.workloads: WorkloadLabeler | None = None
+
+    def start(self) -> None:
+        if self.kubernetes.enabled:
+            self.workloads = self.services.workloads()
+        super().start()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from exporter.cardinality import kernel_port_label
-from exporter.collectors.base import BpfCollector
+from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.tcp_connections import (
     DIRECTIONS,
     NETNS_MEMBERS,
@@ -26,7 +26,7 @@ from exporter.metrics import MetricSpec
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
 from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
+from exporter.workloads import WORKLOAD_LABEL_NAMES
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -73,7 +73,7 @@ def owner_labels(key: OwnedKey, labels: LabelsConfig) -> tuple[str, ...]:
     return (DIRECTIONS[key.direction], kernel_port_label(key.port), comm, uid)
 
 
-class SocketOwnerCollector(BpfCollector):
+class SocketOwnerCollector(PodLabelledCollector):
     """A BPF collector whose source pastes socket_owners.h and counts into ``counters_map``
     keyed by struct owned_key_t: the owner (uid, comm, cgroup_id), the connection's direction
     and port, and one field of its own (``extra``)."""
@@ -89,27 +89,19 @@ class SocketOwnerCollector(BpfCollector):
         services: SharedServices | None = None,
         tracefs: Tracefs | None = None,
     ) -> None:
-        super().__init__(tracefs)
-        self.services = services if services is not None else SharedServices(config)
+        super().__init__(config, services, tracefs)
         self.settings: SocketOwnersSettings = getattr(config.collectors, self.name)
         self.labels = config.labels
-        self.kubernetes = config.kubernetes
-        self.workloads: WorkloadLabeler | None = None
 
     def defines(self) -> dict[str, int | str]:
-        defines: dict[str, int | str] = {
+        return {
             "SOCKET_OWNERS_MAP_SIZE": self.settings.socket_owners_map_size,
             "LISTENER_OWNERS_MAP_SIZE": self.settings.listeners_map_size,
             **enum_defines("DIR", DIRECTIONS),
             **btf.offset_defines(NETNS_MEMBERS),
         }
-        if self.kubernetes.enabled:
-            defines["NS_CGROUP_LABELS"] = 1
-        return defines
 
     def start(self) -> None:
-        if self.kubernetes.enabled:
-            self.workloads = self.services.workloads()
         super().start()
         assert self.bpf is not None
         seed_listener_table(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.collectors.base import BpfCollector
+from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
@@ -74,7 +74,7 @@ def byte_families(
     return families
 
 
-class SocketTrafficCollector(BpfCollector):
+class SocketTrafficCollector(PodLabelledCollector):
     name: ClassVar[str] = "socket_traffic"
     source_file: ClassVar[str] = "socket_traffic.c"
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
@@ -90,26 +90,15 @@ class SocketTrafficCollector(BpfCollector):
         services: SharedServices | None = None,
         tracefs: Tracefs | None = None,
     ) -> None:
-        super().__init__(tracefs)
-        self.services = services if services is not None else SharedServices(config)
+        super().__init__(config, services, tracefs)
         self.settings = config.collectors.socket_traffic
         self.labels = config.labels
-        self.kubernetes = config.kubernetes
-        self.workloads: WorkloadLabeler | None = None
 
     def defines(self) -> dict[str, int | str]:
-        defines: dict[str, int | str] = {
+        return {
             "SOCKET_BYTES_MAP_SIZE": self.settings.map_size,
             **enum_defines("DIR", DIRECTIONS),
         }
-        if self.kubernetes.enabled:
-            defines["NS_CGROUP_LABELS"] = 1
-        return defines
-
-    def start(self) -> None:
-        if self.kubernetes.enabled:
-            self.workloads = self.services.workloads()
-        super().start()
 
     def collect(self) -> Iterable[MetricFamily]:
         if self.counters is None:

@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 from pydantic import Field
 
 from exporter.cardinality import kernel_port_label
-from exporter.collectors.base import BpfCollector
+from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
@@ -107,7 +107,7 @@ def duration_family(
     return family
 
 
-class TcpConnectLatencyCollector(BpfCollector):
+class TcpConnectLatencyCollector(PodLabelledCollector):
     name: ClassVar[str] = "tcp_connect_latency"
     source_file: ClassVar[str] = "tcp_connect_latency.c"
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
@@ -123,27 +123,16 @@ class TcpConnectLatencyCollector(BpfCollector):
         services: SharedServices | None = None,
         tracefs: Tracefs | None = None,
     ) -> None:
-        super().__init__(tracefs)
-        self.services = services if services is not None else SharedServices(config)
+        super().__init__(config, services, tracefs)
         self.settings = config.collectors.tcp_connect_latency
-        self.kubernetes = config.kubernetes
-        self.workloads: WorkloadLabeler | None = None
 
     def defines(self) -> dict[str, int | str]:
-        defines: dict[str, int | str] = {
+        return {
             "DURATIONS_MAP_SIZE": self.settings.map_size,
             "PENDING_MAP_SIZE": self.settings.pending_map_size,
             "BUCKET_OF(ns)": bucket_of(BOUNDS_S),
             "SUM_SLOT": f"{SUM_SLOT:#x}",
         }
-        if self.kubernetes.enabled:
-            defines["NS_CGROUP_LABELS"] = 1
-        return defines
-
-    def start(self) -> None:
-        if self.kubernetes.enabled:
-            self.workloads = self.services.workloads()
-        super().start()
 
     def collect(self) -> Iterable[MetricFamily]:
         if self.counters is None:

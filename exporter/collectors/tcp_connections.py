@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from exporter.cardinality import kernel_port_label
-from exporter.collectors.base import BpfCollector
+from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
 from exporter.kernel.bpf import ProgramSpec, enum_defines
@@ -184,7 +184,7 @@ def seed_listener_table(
         table.put(table.key(netns_inode if keyed_by_netns else 0, port), leaf)
 
 
-class TcpConnectionsCollector(BpfCollector):
+class TcpConnectionsCollector(PodLabelledCollector):
     name: ClassVar[str] = "tcp_connections"
     source_file: ClassVar[str] = "tcp_connections.c"
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
@@ -213,13 +213,10 @@ class TcpConnectionsCollector(BpfCollector):
         services: SharedServices | None = None,
         tracefs: Tracefs | None = None,
     ) -> None:
-        super().__init__(tracefs)
-        self.services = services if services is not None else SharedServices(config)
+        super().__init__(config, services, tracefs)
         self.settings = config.collectors.tcp_connections
         self.labels = config.labels
-        self.kubernetes = config.kubernetes
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
-        self.workloads: WorkloadLabeler | None = None
         self.listeners: ListenerDirectory = self.services.listeners
         self._unreported: Counter[ConnectionKey] = Counter()  # since the last read
         self._sweep_lock = threading.Lock()  # the drain timer and a snapshot both sweep
@@ -234,8 +231,6 @@ class TcpConnectionsCollector(BpfCollector):
             **self.watch_defines,
             **btf.offset_defines(NETNS_MEMBERS),
         }
-        if self.kubernetes.enabled:
-            defines["NS_CGROUP_LABELS"] = 1
         reset = self.tracefs.format("tcp:tcp_send_reset")
         if reset is not None:
             no_socket = {name: n for n, name in reset.symbols("reason").items()}.get("NO_SOCKET")
@@ -244,8 +239,6 @@ class TcpConnectionsCollector(BpfCollector):
         return defines
 
     def start(self) -> None:
-        if self.kubernetes.enabled:
-            self.workloads = self.services.workloads()
         super().start()
         self._seed_listeners()
 
