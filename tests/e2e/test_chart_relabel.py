@@ -17,10 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chart import CHART
+from tests.chart import CHART, HELM, only, render, values_args
 from tests.e2e.test_dashboards_alerts import Prometheus
 from tests.helpers import free_port
-from tests.unit.test_helm_chart import HELM, only, render, values_args
 
 EXPOSITION = (
     b'netsnoop_tcp_connections_total{namespace="shop",pod="web-1",container="web",comm="nginx"} 3\n'

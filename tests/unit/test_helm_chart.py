@@ -18,13 +18,10 @@ import yaml
 
 from exporter.config import OtlpConfig, parse_config
 from exporter.otlp import resolve_settings
-from tests.chart import CHART, chart_capabilities
+from tests.chart import CHART, HELM, Manifest, chart_capabilities, helm, only, render, values_args
 from tests.helpers import REPO
 
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-HELM = next(
-    (str(p) for p in (REPO / ".tools" / "bin" / "helm",) if p.exists()), shutil.which("helm")
-)
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas.
 KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -33,39 +30,9 @@ pytestmark = pytest.mark.skipif(
     HELM is None, reason="needs helm: scripts/install-helm.sh installs it into .tools/bin"
 )
 
-Manifest = dict
-
-
-@pytest.fixture(scope="module", autouse=True)
-def built_chart() -> None:
-    """files/ is filled at build time (copies, not symlinks), as before a release."""
-    subprocess.run([REPO / "scripts" / "build-chart.sh"], check=True, capture_output=True)
-
-
-def helm(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [HELM, *args, str(chart)], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def render(*args: str, chart: Path = CHART) -> list[Manifest]:
-    result = helm("template", "nsn", "--namespace", "monitoring", *args, chart=chart)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def only(manifests: list[Manifest], kind: str) -> Manifest:
-    found = [m for m in manifests if m["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} {kind} objects"
-    return found[0]
-
 
 def container(manifests: list[Manifest]) -> dict:
     return only(manifests, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
-
-
-def values_args(path: Path | None) -> tuple[str, ...]:
-    return ("--values", str(path)) if path else ()
 
 
 VALUE_SETS = [None, *CI_VALUES]
