@@ -187,7 +187,7 @@ static __always_inline void owned_key(const struct socket_owner_t *who, u8 extra
 }
 
 #ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
+NS_HANDLER(sock, inet_sock_set_state)
 {
     track_socket_state(args);
     return 0;
@@ -195,7 +195,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_destroy_sock
-int on_tcp_destroy_sock(struct tp_tcp_tcp_destroy_sock *args)
+NS_HANDLER(tcp, tcp_destroy_sock)
 {
     u64 skaddr = (u64)args->skaddr;
     socket_owners.delete(&skaddr);

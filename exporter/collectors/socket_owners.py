@@ -19,7 +19,7 @@ from exporter.collectors.tcp_connections import (
     seed_listener_table,
 )
 from exporter.kernel import btf
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.metrics import MetricSpec
@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 OWNER_LABEL_NAMES = ("direction", "port", "comm", "uid")
 # The two handlers socket_owners.h brings into every owner-tracking program, ahead of its own.
 OWNER_PROGRAMS = (
-    ProgramSpec("sock:inet_sock_set_state", ("skaddr", "oldstate", "newstate", "protocol")),
-    ProgramSpec("tcp:tcp_destroy_sock", ("skaddr",)),
+    ProgramSpec(
+        "sock:inet_sock_set_state",
+        ("skaddr", "oldstate", "newstate", "protocol"),
+        source="socket_owners.h",
+    ),
+    ProgramSpec("tcp:tcp_destroy_sock", ("skaddr",), source="socket_owners.h"),
 )
 OWNER_MAPS = ("socket_owners", "listener_owners")  # first in map_names: MAP_* of socket_owners.h
 
@@ -101,11 +105,10 @@ class SocketOwnerCollector(PodLabelledCollector):
             **btf.offset_defines(NETNS_MEMBERS),
         }
 
-    def start(self) -> None:
-        super().start()
-        assert self.bpf is not None
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         seed_listener_table(
-            self.bpf.table("listener_owners"),
+            program.table("listener_owners"),
             self.services.listeners,
             keyed_by_netns="SKC_NET_OFF" in self.defines(),
             fill_owner=lambda kernel_owner, owner: fill_kernel_owner(

@@ -21,7 +21,7 @@ from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
@@ -238,8 +238,8 @@ class TcpConnectionsCollector(PodLabelledCollector):
                 defines["RST_REASON_NO_SOCKET"] = no_socket
         return defines
 
-    def start(self) -> None:
-        super().start()
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         self._seed_listeners()
 
     def _cgroup_id(self, owner: ListenerOwner) -> int:
