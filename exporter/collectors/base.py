@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exporter.cardinality import port_fold_defines
+from exporter.kernel import btf
 from exporter.kernel.bpf import BpfLoadError, BpfModule, BpfPart, BpfProgram, ProgramSpec
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
@@ -99,6 +100,9 @@ class BpfCollector(Collector):
     emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False
+    # Kernel struct members it reads, as {define: (struct, member)}: their offsets in the
+    # running kernel's BTF are module-wide defines (common.h's socket_netns reads some).
+    kernel_members: ClassVar[Mapping[str, tuple[str, str]]] = {}
 
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
@@ -121,7 +125,7 @@ class BpfCollector(Collector):
 
     def bpf_part(self) -> BpfPart:
         """What this collector adds to the module the exporter compiles once for all."""
-        module_defines: dict[str, int | str] = {"NO_UID": f"{NO_UID:#x}U"}
+        module_defines: dict[str, int | str] = {"NO_UID": f"{NO_UID:#x}U", **self.kernel_offsets()}
         if self.folds_ports:
             module_defines.update(NS_PORT_FOLD=1, **port_fold_defines())
         if self.cgroup_labels:
@@ -139,6 +143,10 @@ class BpfCollector(Collector):
             module_defines,
             self.shared_sources,
         )
+
+    def kernel_offsets(self) -> dict[str, int]:
+        """The offsets of ``kernel_members``; empty without kernel BTF."""
+        return btf.offset_defines(self.kernel_members)
 
     def prepare(self) -> None:
         """Before the compile: whatever ``defines()`` needs."""

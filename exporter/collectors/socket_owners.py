@@ -18,7 +18,6 @@ from exporter.collectors.tcp_connections import (
     fill_kernel_owner,
     seed_listener_table,
 )
-from exporter.kernel import btf
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
@@ -84,6 +83,7 @@ class SocketOwnerCollector(PodLabelledCollector):
 
     shared_sources: ClassVar[tuple[str, ...]] = ("socket_owners.h",)
     folds_ports: ClassVar[bool] = True
+    kernel_members = NETNS_MEMBERS
     extra_values: ClassVar[tuple[str, ...]]  # its label value; index = the field's value
     metric: ClassVar[MetricSpec]
 
@@ -102,7 +102,6 @@ class SocketOwnerCollector(PodLabelledCollector):
             "SOCKET_OWNERS_MAP_SIZE": self.settings.socket_owners_map_size,
             "LISTENER_OWNERS_MAP_SIZE": self.settings.listeners_map_size,
             **enum_defines("DIR", DIRECTIONS),
-            **btf.offset_defines(NETNS_MEMBERS),
         }
 
     def loaded(self, program: BpfProgram) -> None:
@@ -110,7 +109,7 @@ class SocketOwnerCollector(PodLabelledCollector):
         seed_listener_table(
             program.table("listener_owners"),
             self.services.listeners,
-            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            keyed_by_netns="SKC_NET_OFF" in self.kernel_offsets(),
             fill_owner=lambda kernel_owner, owner: fill_kernel_owner(
                 kernel_owner, owner, self.workloads
             ),
