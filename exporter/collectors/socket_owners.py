@@ -85,6 +85,7 @@ class SocketOwnerCollector(PodLabelledCollector):
     folds_ports: ClassVar[bool] = True
     kernel_members = NETNS_MEMBERS
     extra_values: ClassVar[tuple[str, ...]]  # its label value; index = the field's value
+    extra_prefix: ClassVar[str]  # the BPF source numbers extra_values as <PREFIX>_<VALUE>
     metric: ClassVar[MetricSpec]
 
     def __init__(
@@ -98,10 +99,13 @@ class SocketOwnerCollector(PodLabelledCollector):
         self.labels = config.labels
 
     def defines(self) -> dict[str, int | str]:
+        """socket_owners.h's values, then the counters map's size as <MAP>_MAP_SIZE."""
         return {
             "SOCKET_OWNERS_MAP_SIZE": self.settings.socket_owners_map_size,
             "LISTENER_OWNERS_MAP_SIZE": self.settings.listeners_map_size,
             **enum_defines("DIR", DIRECTIONS),
+            f"{self.counters_map.upper()}_MAP_SIZE": self.settings.map_size,
+            **enum_defines(self.extra_prefix, self.extra_values),
         }
 
     def loaded(self, program: BpfProgram) -> None:

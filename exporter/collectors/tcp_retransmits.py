@@ -20,7 +20,7 @@ from exporter.collectors.socket_owners import (
     owner_labels,
 )
 from exporter.collectors.tcp_connections import NETNS_MEMBERS
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel.bpf import ProgramSpec
 from exporter.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.workloads import WORKLOAD_LABEL_NAMES
 
@@ -55,17 +55,11 @@ class TcpRetransmitsCollector(SocketOwnerCollector):
     kernel_members = OWNER_AND_SEGMENTS_MEMBERS
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "retransmits")
     extra_values: ClassVar[tuple[str, ...]] = KINDS
+    extra_prefix: ClassVar[str] = "KIND"
     metric: ClassVar[MetricSpec] = RETRANSMITS
 
     def label_values(self, key: OwnedKey) -> tuple[str, ...]:
         return (*owner_labels(key, self.labels), KINDS[key.extra])
-
-    def defines(self) -> dict[str, int | str]:
-        return {
-            **super().defines(),
-            "RETRANSMITS_MAP_SIZE": self.settings.map_size,
-            **enum_defines("KIND", KINDS),
-        }
 
 
 register_collector(

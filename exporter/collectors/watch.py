@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.kernel.bpf import BpfModule, BpfProgram, ProgramSpec
 from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
@@ -167,7 +167,7 @@ class WatchCollector(BpfCollector):
         self._log = EventLog(
             self.rules, self._output, self._hooks, self.process_info, monotonic_to_wall
         )
-        for name, (events, sweeps) in self.event_programs().items():
+        for name, (events, sweeps) in self.event_modules().items():
             self._load_rules(events)
             events.open_events(
                 "watch_events", self._handle, self._note_lost, self.settings.buffer_pages
@@ -178,22 +178,22 @@ class WatchCollector(BpfCollector):
             thread.start()
             self._threads.append(thread)
 
-    def event_programs(self) -> dict[str, tuple[BpfProgram, bool]]:
-        """One program per module that holds watch.h (the sources compiled together share
-        one), by the first source's name, and whether a source in it pastes watch_tcp.h
-        (whose closed attempts need a sweep)."""
-        found: dict[int, tuple[str, BpfProgram, bool]] = {}
+    def event_modules(self) -> dict[str, tuple[BpfModule, bool]]:
+        """The modules that hold watch.h (sources compiled together share one), by their first
+        source's name, and whether a source in one pastes watch_tcp.h (whose closed attempts
+        need a sweep)."""
+        found: dict[int, tuple[str, BpfModule, bool]] = {}
         for source in self.sources:
             if source.bpf is None:
                 continue
             name, events, sweeps = found.get(
-                id(source.bpf.module), (source.name, source.bpf, False)
+                id(source.bpf.module), (source.name, source.bpf.module, False)
             )
             sweeps = sweeps or "watch_tcp.h" in source.shared_sources
             found[id(source.bpf.module)] = (name, events, sweeps)
         return {name: (events, sweeps) for name, events, sweeps in found.values()}
 
-    def _load_rules(self, bpf: BpfProgram) -> None:
+    def _load_rules(self, bpf: BpfModule) -> None:
         trie = bpf.table("watch_rules")
         for entry in trie_entries(self.rules):
             key = trie.key()
@@ -207,7 +207,7 @@ class WatchCollector(BpfCollector):
         for index, rule in enumerate(self.rules):
             limits.set_at(index, rule.rate_limit)
 
-    def _poll(self, events: BpfProgram, sweeps: bool) -> None:
+    def _poll(self, events: BpfModule, sweeps: bool) -> None:
         swept_at = time.monotonic()
         while not self._stop.is_set():
             events.poll_events(POLL_TIMEOUT_MS)
@@ -215,7 +215,7 @@ class WatchCollector(BpfCollector):
                 swept_at = time.monotonic()
                 self._sweep_closed(events)
 
-    def _sweep_closed(self, bpf: BpfProgram) -> None:
+    def _sweep_closed(self, bpf: BpfModule) -> None:
         """Watched TCP attempts that closed and never got an errno (the caller gave up on a
         connect in progress) are logged as errors, as the counter does."""
         closing = bpf.table("watch_closing")
@@ -254,7 +254,7 @@ class WatchCollector(BpfCollector):
 
     def _per_rule_sum(self, table_name: str) -> list[int]:
         totals = [0] * len(self.rules)
-        for events, _ in self.event_programs().values():
+        for events, _ in self.event_modules().values():
             table = events.table(table_name)
             for index in range(len(self.rules)):
                 totals[index] += table.per_cpu_sum(index)

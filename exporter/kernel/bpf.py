@@ -454,17 +454,5 @@ class BpfProgram:
     def table(self, name: str) -> BpfMap:
         return self.module.table(name)
 
-    def open_events(
-        self,
-        table_name: str,
-        handle: Callable[[Any], None],
-        lost: Callable[[int], None],
-        pages: int,
-    ) -> None:
-        self.module.open_events(table_name, handle, lost, pages)
-
-    def poll_events(self, timeout_ms: int) -> None:
-        self.module.poll_events(timeout_ms)
-
     def close(self) -> None:
         self.module.release(self.part.name)
