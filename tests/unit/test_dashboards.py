@@ -5,18 +5,16 @@ Running them against a real Prometheus is tests/e2e/test_dashboards_alerts.py.""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dashboards.generator import rendered
 from tests.grafana import (
-    DASHBOARDS,
     GRAFANA_RULES,
     PROMETHEUS_RULES,
     PROMTOOL_TESTS,
@@ -50,25 +48,15 @@ SAMPLE_VARIABLES = {
     "watch_ports": "23",
     "__rate_interval": "1m",
 }
+RENDERED = rendered()
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)"
 )
 
 
-def load_generator():
-    """dashboards/generate.py is a script, not a package module; dataclasses need it in
-    sys.modules while it executes."""
-    name = "netsnoop_dashboards_generate"
-    spec = importlib.util.spec_from_file_location(name, DASHBOARDS / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_generated_files_match_the_generator():
-    for path, content in load_generator().rendered().items():
-        assert path.read_text() == content, f"{path} is stale: run python dashboards/generate.py"
+@pytest.mark.parametrize("path, content", RENDERED.items(), ids=[path.name for path in RENDERED])
+def test_generated_files_match_the_generator(path: Path, content: str):
+    assert path.read_text() == content, f"{path} is stale: run python -m dashboards.generator"
 
 
 def test_dashboard_files_are_the_documented_five_with_stable_uids():
