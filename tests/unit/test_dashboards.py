@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from dashboards.generator import rendered
+from dashboards.generator.grafana_alerts import grafana_alerts_yaml
 from tests.grafana import (
     GRAFANA_RULES,
     PROMETHEUS_RULES,
@@ -56,7 +57,36 @@ needs_promtool = pytest.mark.skipif(
 
 @pytest.mark.parametrize("path, content", RENDERED.items(), ids=[path.name for path in RENDERED])
 def test_generated_files_match_the_generator(path: Path, content: str):
+    """Each dashboard, docs/dashboards.md and the Grafana-managed rules, which are derived from
+    the Prometheus rules: editing either without regenerating fails here."""
     assert path.read_text() == content, f"{path} is stale: run python -m dashboards.generator"
+
+
+def test_the_grafana_rules_are_among_the_generated_files():
+    assert GRAFANA_RULES in RENDERED
+
+
+def test_grafana_rules_follow_the_prometheus_rules():
+    """The generator takes the PromQL, for, labels and annotations from the Prometheus rule
+    (with Grafana's $values.A.Value for $value), not from a copy of its own."""
+    source = yaml.safe_load(PROMETHEUS_RULES.read_text())
+    (telnet,) = [group for group in source["groups"] if group["name"] == "netsnoop-telnet"]
+    rule = telnet["rules"][0]
+    rule["expr"] = 'increase(netsnoop_tcp_connections_total{port="2323"}[5m]) > 0\n'
+    rule["for"] = "2m"
+    rule["labels"] = {"severity": "critical", "team": "security"}
+    rule["annotations"]["summary"] = 'about {{ printf "%.0f" $value }} on {{ $labels.port }}'
+    generated = yaml.safe_load(grafana_alerts_yaml(source))
+    (derived, *_) = [each for group in generated["groups"] for each in group["rules"]]
+    assert derived["title"] == rule["alert"]
+    assert grafana_rule_query(derived) == rule["expr"]
+    assert derived["for"] == "2m"
+    assert derived["labels"] == {"severity": "critical", "team": "security"}
+    summary = 'about {{ printf "%.0f" $values.A.Value }} on {{ $labels.port }}'
+    assert derived["annotations"]["summary"] == summary
+    assert derived["annotations"]["description"] == rule["annotations"]["description"].replace(
+        "$value ", "$values.A.Value "
+    )
 
 
 def test_dashboard_files_are_the_documented_five_with_stable_uids():
