@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel
 
 from exporter.collectors.registry import CollectorSpec, registered_collectors
-from exporter.metrics import EXPORTER_METRICS, MetricSpec
-from exporter.otlp import OtlpMetric, attribute_name
+from exporter.core.metrics import EXPORTER_METRICS, MetricSpec
+from exporter.outputs.otlp import OtlpMetric, attribute_name
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from exporter.listeners import ListenerDirectory
 
 if TYPE_CHECKING:
     from exporter.config import Config
-    from exporter.workloads import WorkloadLabeler
+    from exporter.kubernetes.workloads import WorkloadLabeler
 
 
 class SharedServices:
@@ -23,7 +23,7 @@ class SharedServices:
     def workloads(self) -> WorkloadLabeler:
         """Made on first use (kubernetes.enabled): it may start the pod watch."""
         if self._workloads is None:
-            from exporter.pod_watch import workload_labeler
+            from exporter.kubernetes.pod_watch import workload_labeler
 
             self._workloads = workload_labeler(self._kubernetes)
         return self._workloads

@@ -15,12 +15,12 @@ from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.kallsyms import KernelSymbols
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
-from exporter.metrics import MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config

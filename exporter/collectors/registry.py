@@ -7,7 +7,7 @@ Each collector module declares itself once, at import::
         summary="ICMP port-unreachable replies to UDP datagrams, by closed port.",
         settings=UdpUnreachableSettings,     # its keys under collectors.udp_unreachable
         factory=UdpUnreachableCollector,     # called with the Config and SharedServices
-        metrics=(UNREACHABLE,),              # MetricSpecs (exporter/metrics.py)
+        metrics=(UNREACHABLE,),              # MetricSpecs (exporter/core/metrics.py)
     ))
 
 From these declarations come the ``collectors:`` section of the config (with its ``enabled``
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, create_model
 
-from exporter.metrics import MetricSpec
+from exporter.core.metrics import MetricSpec
 from exporter.settings import ConfigError, StrictModel
 
 if TYPE_CHECKING:

@@ -10,14 +10,14 @@ from pydantic import Field
 
 from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
-from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.services import SharedServices
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config

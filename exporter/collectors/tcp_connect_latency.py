@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from prometheus_client.utils import floatToGoString
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import MetricSpec
+from exporter.core.snapshot import HISTOGRAM_SUM, MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
-from exporter.metrics import MetricSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.services import SharedServices
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import HISTOGRAM_SUM, MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config

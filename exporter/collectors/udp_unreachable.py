@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
-from exporter.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config

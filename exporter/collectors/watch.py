@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import BpfProgram, ProgramSpec
 from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.metrics import MetricSpec, OtlpMetric
-from exporter.snapshot import MetricFamily
 from exporter.watch import (
     CMDLINE_BYTES,
     HOOK_OUTCOMES,

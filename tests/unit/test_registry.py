@@ -22,7 +22,7 @@ from exporter.collectors.registry import (
     with_collector_switches,
 )
 from exporter.config import Config, ConfigError, parse_config
-from exporter.otlp import otlp_table
+from exporter.outputs.otlp import otlp_table
 from tests.helpers import REPO
 
 THROWAWAY = REPO / "tests" / "data" / "collectors" / "throwaway.py"
@@ -171,6 +171,9 @@ def test_workloads_no_longer_imports_the_pod_watch():
     import subprocess
     import sys
 
-    code = "import sys, exporter.workloads; print('exporter.pod_watch' in sys.modules)"
+    code = (
+        "import sys, exporter.kubernetes.workloads;"
+        " print('exporter.kubernetes.pod_watch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr

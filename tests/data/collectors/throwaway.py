@@ -14,9 +14,9 @@ from pydantic import Field
 
 from exporter.collectors.base import Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.settings import StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config

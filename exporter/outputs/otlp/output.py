@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.metrics import (
+from exporter.core.metrics import (
     OTLP_EXPORT_FAILURES,
     OTLP_EXPORTS,
 )
-from exporter.snapshot import MetricFamily, Snapshot, SnapshotSource
+from exporter.core.snapshot import MetricFamily, Snapshot, SnapshotSource
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics.export import MetricExporter
 
-from exporter.otlp.names import ObservedMetric, measurement, observations
-from exporter.otlp.settings import OtlpSettings
+from exporter.outputs.otlp.names import ObservedMetric, measurement, observations
+from exporter.outputs.otlp.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
 

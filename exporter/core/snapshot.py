@@ -34,7 +34,7 @@ class MetricFamily:
     samples: dict[LabelValues, float] = field(default_factory=dict)
     unit: str = ""
     # A counter whose samples are increments since the previous read (a drained BPF map);
-    # the series budget (exporter/cardinality.py) turns them into running totals.
+    # the series budget (exporter/core/cardinality.py) turns them into running totals.
     increments: bool = False
     # Labels with a small fixed set of values, kept when a series is folded into overflow.
     bounded_labels: tuple[str, ...] = ()

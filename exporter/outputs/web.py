@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import h11
 
 from exporter import __version__
-from exporter.prometheus import Exposition
-from exporter.webconfig import WebSecurity, parse_basic
+from exporter.outputs.prometheus import Exposition
+from exporter.outputs.webconfig import WebSecurity, parse_basic
 
 log = logging.getLogger(__name__)
 

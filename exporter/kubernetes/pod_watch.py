@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 
 from exporter.kernel import cgroups
+from exporter.kubernetes.workloads import PodDirectory, WorkloadLabeler
 from exporter.settings import KubernetesConfig
-from exporter.workloads import PodDirectory, WorkloadLabeler
 
 log = logging.getLogger(__name__)
 
