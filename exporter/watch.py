@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from exporter.kernel.bpf import enum_defines
@@ -182,7 +182,7 @@ def endpoint(addr: bytes, port: int) -> str | None:
 
 
 def rfc3339(wall_seconds: float) -> str:
-    moment = datetime.fromtimestamp(wall_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(wall_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
