@@ -83,8 +83,8 @@ def trie_entries(rules: Sequence[WatchRule]) -> list[TrieEntry]:
     entries = []
     for (protocol, direction, port), by_network in networks.items():
         for network in by_network:
-            rule = min(i for other, i in by_network.items() if network.subnet_of(other))
-            entries.append(TrieEntry(protocol, direction, port, network, rule))
+            first = min(i for other, i in by_network.items() if network.subnet_of(other))
+            entries.append(TrieEntry(protocol, direction, port, network, first))
     return entries
 
 

@@ -22,7 +22,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, create_model
 
@@ -116,6 +116,18 @@ def collectors_model() -> type[StrictModel]:
         model = settings_model(spec)
         fields[spec.name] = (model, model())
     return create_model("CollectorsConfig", __base__=StrictModel, **fields)
+
+
+SettingsT = TypeVar("SettingsT", bound=StrictModel)
+
+
+def collector_settings(config: Config, name: str, settings: type[SettingsT]) -> SettingsT:
+    """``config.collectors.<name>``, typed as the settings model the collector declared (its
+    class is built from that model at run time, so a type checker cannot see the attribute)."""
+    section = getattr(config.collectors, name)
+    if not isinstance(section, settings):
+        raise TypeError(f"collectors.{name} is a {type(section).__name__}, not {settings.__name__}")
+    return section
 
 
 def with_collector_switches(config: Config, switches: dict[str, bool]) -> Config:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from exporter.collectors.base import PodLabelledCollector
+from exporter.collectors.registry import collector_settings
 from exporter.collectors.tcp_connections import (
     DIRECTIONS,
     NETNS_MEMBERS,
@@ -90,7 +91,7 @@ class SocketOwnerCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings: SocketOwnersSettings = getattr(config.collectors, self.name)
+        self.settings = collector_settings(config, self.name, SocketOwnersSettings)
         self.labels = config.labels
 
     def defines(self) -> dict[str, int | str]:

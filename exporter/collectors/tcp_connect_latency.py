@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 from pydantic import Field
 
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import MetricSpec
 from exporter.core.snapshot import HISTOGRAM_SUM, MetricFamily
@@ -45,7 +45,7 @@ class TcpConnectLatencySettings(StrictModel):
         65536, description="Connects in flight whose start time is kept."
     )
     labels: list[Literal["port", "comm"]] = Field(
-        default_factory=lambda: ["port"],
+        ["port"],  # copied per instance by pydantic
         description="Labels with values; the others stay empty. Each (port, comm) pair costs "
         "21 series (19 buckets, sum, count).",
     )
@@ -124,7 +124,7 @@ class TcpConnectLatencyCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.tcp_connect_latency
+        self.settings = collector_settings(config, self.name, TcpConnectLatencySettings)
 
     def defines(self) -> dict[str, int | str]:
         return {

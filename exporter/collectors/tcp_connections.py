@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
@@ -214,7 +214,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.tcp_connections
+        self.settings = collector_settings(config, self.name, TcpConnectionsSettings)
         self.labels = config.labels
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.listeners: ListenerDirectory = self.services.listeners

@@ -141,7 +141,7 @@ class WatchCollector(BpfCollector):
         self.settings = config.event_log
         self.sources: list[BpfCollector] = []  # started before this one (registry order)
         self.buffer_lost = 0
-        self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
+        self.swept_by_rule: Counter[int] = Counter()  # TCP attempts closed without an errno
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._output: TextSink = sys.stdout
@@ -211,7 +211,7 @@ class WatchCollector(BpfCollector):
         for closed in claim_closed_entries(closing, tcp_connections.UNREPORTED_CLOSE_AFTER_S):
             closed.event.result = tcp_connections.RESULT_ERROR
             closed.event.ktime_ns = time.monotonic_ns()
-            self.swept[closed.event.rule] += 1
+            self.swept_by_rule[closed.event.rule] += 1
             self._handle(closed.event)
 
     def _handle(self, raw: Any) -> None:
@@ -257,7 +257,7 @@ class WatchCollector(BpfCollector):
         events = EVENTS.family()
         matched = self._per_rule_sum("watch_matched")
         for index, rule in enumerate(self.rules):
-            events.set((rule.name,), matched[index] + self.swept[index])
+            events.set((rule.name,), matched[index] + self.swept_by_rule[index])
         lost = EVENTS_LOST.family()
         lost.set(("buffer",), self.buffer_lost)
         lost.set(

@@ -68,8 +68,8 @@ def histogram_series(family: MetricFamily) -> list[HistogramSeries]:
     bounds: set[str] = set(family.buckets)
     groups: dict[LabelValues, dict[str, float]] = {}
     for label_values, value in family.samples.items():
-        *labels, le = label_values
-        groups.setdefault(tuple(labels), {})[le] = value
+        *series_labels, le = label_values
+        groups.setdefault(tuple(series_labels), {})[le] = value
         if le != HISTOGRAM_SUM:
             bounds.add(le)
     bounds.add("+Inf")

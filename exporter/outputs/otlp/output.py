@@ -52,7 +52,7 @@ class OtlpOutput:
     ) -> None:
         from opentelemetry.metrics import Observation
         from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
-        from opentelemetry.sdk.metrics.export import MetricReader
+        from opentelemetry.sdk.metrics.export import CardinalityLimits, MetricReader
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
         class SnapshotReader(MetricReader):
@@ -60,7 +60,7 @@ class OtlpOutput:
 
             def __init__(self, exporter: MetricExporter) -> None:
                 limit = SDK_CARDINALITY_LIMIT
-                limits = {ObservableCounter: limit, ObservableGauge: limit}
+                limits: CardinalityLimits = {ObservableCounter: limit, ObservableGauge: limit}
                 super().__init__(cardinality_limits=limits)  # cumulative temporality
                 self.exporter = exporter
                 self.succeeded = False
