@@ -19,10 +19,10 @@ from exporter.collectors.socket_owners import (
     SocketOwnersSettings,
     owner_labels,
 )
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec, enum_defines
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.workloads import WORKLOAD_LABEL_NAMES
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 KINDS = ("data", "syn")  # index = KIND_* in the BPF source
 # tcp_skb_pcount(skb): the segments one retransmitted skb carries.

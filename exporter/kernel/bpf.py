@@ -84,7 +84,7 @@ def build_prelude(formats: Iterable[TracepointFormat], defines: Mapping[str, int
 
 def bcc_version() -> str:
     try:
-        import bcc
+        import bcc  # type: ignore[import-untyped]
 
         return str(getattr(bcc, "__version__", "unknown"))
     except ImportError:
@@ -258,7 +258,7 @@ class BpfProgram:
         # The callback closes a reference cycle through the table, so bcc's own cleanup would
         # leave its per-CPU buffers to a garbage collection after the map FD is gone (KeyError
         # at exit); free them while the map is still open.
-        from bcc.utils import get_online_cpus
+        from bcc.utils import get_online_cpus  # type: ignore[import-untyped]
 
         for events in self._event_tables:
             for cpu in get_online_cpus():
