@@ -47,10 +47,10 @@ static __always_inline u32 current_epoch(void)
 #ifdef NS_PORT_FOLD
 /* The port policy (docs/security.md), applied here rather than in userspace so that a scan of
  * every port costs a bounded number of keys: userspace writes one flag byte per port
- * (exporter/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
+ * (exporter/core/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
  * which userspace shows as port="other". */
 /* PORT_OTHER, PORT_FOLD_ALWAYS (ephemeral and not kept) and PORT_FOLD_REFUSED_INBOUND (not
- * kept: folded when nothing listens there) come from exporter/cardinality.py as defines. */
+ * kept: folded when nothing listens there) come from exporter/core/cardinality.py as defines. */
 BPF_ARRAY(port_fold, u8, 65536);
 
 static __always_inline u16 fold_port(u16 port, int refused_inbound)

@@ -10,14 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.cardinality import SeriesBudget
 from exporter.collectors.base import BpfCollector, Collector, start_bpf_collectors
 from exporter.collectors.registry import enabled_collectors
 from exporter.config import Config
-from exporter.kernel import btf
-from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
-from exporter.kernel.bpf_stats import stats_enabled
-from exporter.metrics import (
+from exporter.core.cardinality import SeriesBudget
+from exporter.core.metrics import (
     BUILD_INFO,
     COLLECTOR_DURATION,
     COLLECTOR_SUCCESS,
@@ -31,8 +28,11 @@ from exporter.metrics import (
     PROGRAM_RUNS,
     SCRAPE_DURATION,
 )
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.kernel import btf
+from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
+from exporter.kernel.bpf_stats import stats_enabled
 from exporter.services import SharedServices
-from exporter.snapshot import MetricFamily, SnapshotSource
 
 log = logging.getLogger(__name__)
 

@@ -9,20 +9,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.cardinality import port_fold_defines
+from exporter.core.cardinality import port_fold_defines
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel import btf
-from exporter.kernel.bpf import BpfLoadError, BpfModule, BpfPart, BpfProgram, ProgramSpec
+from exporter.kernel.bpf import (
+    BpfLoadError,
+    BpfModule,
+    BpfPart,
+    BpfProgram,
+    ProgramSpec,
+)
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
-    from exporter.cardinality import PortPolicy
     from exporter.config import Config
+    from exporter.core.cardinality import PortPolicy
+    from exporter.kubernetes.workloads import WorkloadLabeler
     from exporter.services import SharedServices
-    from exporter.workloads import WorkloadLabeler
 
 log = logging.getLogger(__name__)
 

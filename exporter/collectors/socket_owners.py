@@ -10,22 +10,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
+from exporter.collectors.registry import collector_settings
 from exporter.collectors.tcp_connections import (
     DIRECTIONS,
     NETNS_MEMBERS,
     fill_kernel_owner,
     seed_listener_table,
 )
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import MetricSpec
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.metrics import MetricSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
-from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -95,7 +96,7 @@ class SocketOwnerCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings: SocketOwnersSettings = getattr(config.collectors, self.name)
+        self.settings = collector_settings(config, self.name, SocketOwnersSettings)
         self.labels = config.labels
 
     def defines(self) -> dict[str, int | str]:

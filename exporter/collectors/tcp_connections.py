@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel import cgroups, netns
 from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -215,7 +215,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.tcp_connections
+        self.settings = collector_settings(config, self.name, TcpConnectionsSettings)
         self.labels = config.labels
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.listeners: ListenerDirectory = self.services.listeners

@@ -21,9 +21,9 @@ from exporter.collectors.socket_owners import (
     SocketOwnersSettings,
     owner_labels,
 )
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.kernel.bpf import ProgramSpec
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.workloads import WORKLOAD_LABEL_NAMES
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 SIDES = ("sent", "received")  # index = SIDE_* in the BPF source
 

@@ -20,9 +20,9 @@ from exporter.collectors.socket_owners import (
     owner_labels,
 )
 from exporter.collectors.tcp_connections import NETNS_MEMBERS
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.kernel.bpf import ProgramSpec
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.workloads import WORKLOAD_LABEL_NAMES
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 KINDS = ("data", "syn")  # index = KIND_* in the BPF source
 # tcp_skb_pcount(skb): the segments one retransmitted skb carries.

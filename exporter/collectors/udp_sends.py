@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
-from exporter.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class UdpSendsCollector(BpfCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(tracefs)
-        self.settings = config.collectors.udp_sends
+        self.settings = collector_settings(config, self.name, UdpSendsSettings)
         self.labels = config.labels
         self.watch_rules = config.watch
         self.event_log = config.event_log

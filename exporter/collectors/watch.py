@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import BpfModule, BpfProgram, ProgramSpec
 from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.metrics import MetricSpec, OtlpMetric
-from exporter.snapshot import MetricFamily
 from exporter.watch import (
     CMDLINE_BYTES,
     HOOK_OUTCOMES,
@@ -141,7 +141,7 @@ class WatchCollector(BpfCollector):
         self.settings = config.event_log
         self.sources: list[BpfCollector] = []  # started before this one (registry order)
         self.buffer_lost = 0
-        self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
+        self.swept_by_rule: Counter[int] = Counter()  # TCP attempts closed without an errno
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._output: TextSink = sys.stdout
@@ -222,7 +222,7 @@ class WatchCollector(BpfCollector):
         for closed in claim_closed_entries(closing, tcp_connections.UNREPORTED_CLOSE_AFTER_S):
             closed.event.result = tcp_connections.RESULT_ERROR
             closed.event.ktime_ns = time.monotonic_ns()
-            self.swept[closed.event.rule] += 1
+            self.swept_by_rule[closed.event.rule] += 1
             self._handle(closed.event)
 
     def _handle(self, raw: Any) -> None:
@@ -266,7 +266,7 @@ class WatchCollector(BpfCollector):
         events = EVENTS.family()
         matched = self._per_rule_sum("watch_matched")
         for index, rule in enumerate(self.rules):
-            events.set((rule.name,), matched[index] + self.swept[index])
+            events.set((rule.name,), matched[index] + self.swept_by_rule[index])
         lost = EVENTS_LOST.family()
         lost.set(("buffer",), self.buffer_lost)
         lost.set(

@@ -232,7 +232,7 @@ def dispatcher_source(dispatchers: Iterable[Dispatcher]) -> str:
 
 def bcc_version() -> str:
     try:
-        import bcc
+        import bcc  # type: ignore[import-untyped]
 
         return str(getattr(bcc, "__version__", "unknown"))
     except ImportError:
@@ -383,7 +383,7 @@ class BpfModule:
         # The callback closes a reference cycle through the table, so bcc's own cleanup would
         # leave its per-CPU buffers to a garbage collection after the map FD is gone (KeyError
         # at exit); free them while the map is still open.
-        from bcc.utils import get_online_cpus
+        from bcc.utils import get_online_cpus  # type: ignore[import-untyped]
 
         for events in self._event_tables:
             for cpu in get_online_cpus():

@@ -15,8 +15,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder, generate_latest
 
-from exporter.metrics import exposed_name
-from exporter.snapshot import MetricFamily, SnapshotSource, histogram_series
+from exporter.core.metrics import exposed_name
+from exporter.core.snapshot import MetricFamily, SnapshotSource, histogram_series
 
 
 class SnapshotCollector:
