@@ -22,8 +22,8 @@ from exporter.collectors.registry import CollectorSpec, collector_settings, regi
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel import cgroups, netns
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
@@ -197,6 +197,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
     counters_map: ClassVar[str] = "connections"
     emits_watch_events: ClassVar[bool] = True
     folds_ports: ClassVar[bool] = True
+    kernel_members = NETNS_MEMBERS
     swept_maps: ClassVar[tuple[str, ...]] = ("connecting",)
     map_names: ClassVar[tuple[str, ...]] = (
         "connections",
@@ -229,7 +230,6 @@ class TcpConnectionsCollector(PodLabelledCollector):
             **enum_defines("DIR", DIRECTIONS),
             **enum_defines("RESULT", RESULTS),
             **self.watch_defines,
-            **btf.offset_defines(NETNS_MEMBERS),
         }
         reset = self.tracefs.format("tcp:tcp_send_reset")
         if reset is not None:
@@ -238,8 +238,8 @@ class TcpConnectionsCollector(PodLabelledCollector):
                 defines["RST_REASON_NO_SOCKET"] = no_socket
         return defines
 
-    def start(self) -> None:
-        super().start()
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         self._seed_listeners()
 
     def _cgroup_id(self, owner: ListenerOwner) -> int:
@@ -250,7 +250,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         seed_listener_table(
             self.bpf.table("listeners"),
             self.listeners,
-            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            keyed_by_netns="SKC_NET_OFF" in self.kernel_offsets(),
             fill_owner=self._fill_owner,
         )
 

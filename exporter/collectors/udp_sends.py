@@ -21,7 +21,6 @@ from exporter.collectors.registry import CollectorSpec, collector_settings, regi
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel import btf
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
@@ -88,6 +87,7 @@ class UdpSendsCollector(BpfCollector):
     emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
     folds_ports: ClassVar[bool] = True
+    kernel_members = PEER_MEMBERS
 
     def __init__(
         self,
@@ -107,7 +107,6 @@ class UdpSendsCollector(BpfCollector):
             "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
             **enum_defines("UDP_RESULT", RESULTS),
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
-            **btf.offset_defines(PEER_MEMBERS),
         }
 
     def collect(self) -> Iterable[MetricFamily]:
