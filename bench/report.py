@@ -34,7 +34,8 @@ class Results:
 @dataclass(frozen=True)
 class Target:
     """One of issue 16's targets: the figure, its bound, which side of it passes, and how the
-    report shows it (``value / scale`` with ``digits`` decimals, then ``unit``)."""
+    report shows it (``value / scale`` with ``digits`` decimals, the bound in
+    ``bound_format``, then ``unit``)."""
 
     figure: str
     bound: float
@@ -43,6 +44,7 @@ class Target:
     unit: str = ""
     scale: float = 1.0
     digits: int = 2
+    bound_format: str = "g"
 
     def show(self, value: float, format_spec: str | None = None) -> str:
         shown = format(value / self.scale, format_spec or f",.{self.digits}f")
@@ -50,7 +52,9 @@ class Target:
 
     @property
     def text(self) -> str:
-        return f"{'>=' if self.higher_is_better else '<'} {self.show(self.bound, 'g')}"
+        return (
+            f"{'>=' if self.higher_is_better else '<'} {self.show(self.bound, self.bound_format)}"
+        )
 
     def judge(self, value: float) -> str:
         return f"{self.text}: {verdict(value, self.bound, self.higher_is_better)}"
@@ -76,51 +80,67 @@ def footprint_figure(results: Results, read: Callable[[Footprint], float]) -> fl
 
 # The one home of the targets (issue 16), each with where its figure comes from.
 TARGETS = {
-    "churn": Target("Churn ratio", 0.95, True, lambda r: netsnoop_ratio(r, "churn"), digits=3),
-    "udp": Target("UDP send ratio", 0.90, True, lambda r: netsnoop_ratio(r, "udp"), digits=3),
-    "bulk": Target("Bulk ratio", 0.99, True, lambda r: netsnoop_ratio(r, "bulk"), digits=3),
+    "churn": Target(
+        "Churn ratio",
+        0.95,
+        True,
+        lambda r: netsnoop_ratio(r, "churn"),
+        digits=3,
+        bound_format=".2f",
+    ),
+    "udp": Target(
+        "UDP send ratio",
+        0.90,
+        True,
+        lambda r: netsnoop_ratio(r, "udp"),
+        digits=3,
+        bound_format=".2f",
+    ),
+    "bulk": Target(
+        "Bulk ratio", 0.99, True, lambda r: netsnoop_ratio(r, "bulk"), digits=3, bound_format=".2f"
+    ),
     "rss_steady": Target(
         "RSS steady",
         110 * MB,
         False,
         lambda r: footprint_figure(r, lambda f: f.rss_steady["VmRSS"]),
-        "MB",
-        MB,
-        0,
+        unit="MB",
+        scale=MB,
+        digits=0,
     ),
     "rss_peak": Target(
         "Peak RSS (VmHWM)",
         180 * MB,
         False,
         lambda r: footprint_figure(r, lambda f: f.rss_steady["VmHWM"]),
-        "MB",
-        MB,
-        0,
+        unit="MB",
+        scale=MB,
+        digits=0,
     ),
     "startup": Target(
         "Start to `/healthz` 200",
         1.5,
         False,
         lambda r: footprint_figure(r, lambda f: f.startup_seconds),
-        "s",
+        unit="s",
     ),
     "scrape_10k": Target(
         "10k-series scrape, median",
         0.060,
         False,
         lambda r: scrape_figure(r, 10_000, "median"),
-        "ms",
-        1e-3,
-        1,
+        unit="ms",
+        scale=1e-3,
+        digits=1,
     ),
     "scrape_100k": Target(
         "100k-series scrape, p99",
         0.500,
         False,
         lambda r: scrape_figure(r, 100_000, "p99"),
-        "ms",
-        1e-3,
-        1,
+        unit="ms",
+        scale=1e-3,
+        digits=1,
     ),
 }
 
@@ -199,8 +219,8 @@ def overhead_table(runs: Sequence[OverheadRun]) -> list[str]:
 def per_operation_table(costs: Sequence[WorkloadCost]) -> list[str]:
     """What each tool costs the kernel per connection or datagram, all programs summed."""
     lines = [
-        "| Tool | Workload | Made during the run | Program runs | Kernel time per one "
-        "| Tool's own CPU |",
+        "| Tool | Workload | Made during the run | Program runs "
+        "| Kernel time per connection or datagram | Tool's own CPU |",
         "|---|---|---|---|---|---|",
     ]
     for cost in costs:
@@ -409,15 +429,7 @@ def write(results: Results, out: Path) -> Path:
         ]
     if results.scrapes:
         plot_scrapes(results.scrapes, out / SCRAPE_PLOT)
-        goals = " ".join(
-            f"{target.figure} {target.judge(value)}."
-            for target in (TARGETS["scrape_10k"], TARGETS["scrape_100k"])
-            if (value := target.measured(results)) is not None
-        )
-        lines += [
-            "",
-            "## Scrape cost against series count",
-            "",
+        method = (
             "Live series from real traffic: in a fresh network namespace, where nothing listens, "
             "`netsnoop-bench-load refuse` connects to ports 1..N of 127.0.0.1 under 9 thread "
             "names (`bench-gen-00`..`08`); each port becomes 9 outbound `refused` series of "
@@ -425,7 +437,18 @@ def write(results: Results, out: Path) -> Path:
             "The exporter runs with `map_size: 262144` and `series_per_metric: 1000000` "
             "(`bench/measure.py` SCRAPE_CONFIG). Latency is the client's: request sent to the "
             "uncompressed text body read, one scrape at a time; p99 is nearest-rank (with fewer "
-            "than 100 scrapes, the slowest). " + goals,
+            "than 100 scrapes, the slowest)."
+        )
+        goals = [
+            f"{target.figure} {target.judge(value)}."
+            for target in (TARGETS["scrape_10k"], TARGETS["scrape_100k"])
+            if (value := target.measured(results)) is not None
+        ]
+        lines += [
+            "",
+            "## Scrape cost against series count",
+            "",
+            " ".join([method, *goals]),
             "",
             *scrape_table(results.scrapes),
             "",
