@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.command = shlex.join(["bench/run.sh", *(sys.argv[1:] if argv is None else argv)])
     try:
-        measure.refuse_strays()  # before the peers' slow compiles
+        measure.refuse_strays(measure.STRAY_WAIT_S)  # before the peers' slow compiles
         workdir = Path(tempfile.mkdtemp(prefix="netsnoop-bench-"))
         load = measure.Load(workdir)
         peer_names = [name for name in args.peers.split(",") if name and name != "none"]

@@ -83,49 +83,54 @@ def loaded_programs_json() -> str:
     ).stdout
 
 
-def stray_programs(bpftool_json: str, holders: dict[int, list[str]] | None = None) -> list[str]:
-    """The loaded programs named like netsnoop-exporter's (``bpftool -j prog show``), each
-    with the processes holding it (bpftool's ``pids``, else ``holders``): any of them doubles
-    the overhead a run measures."""
+Holders = dict[int, list[tuple[str, int]]]  # program id: the (comm, pid) holding its FD
+
+
+def stray_programs(bpftool_json: str, holders: Holders | None = None, ours: int = 0) -> list[str]:
+    """The loaded programs named like netsnoop-exporter's (``bpftool -j prog show``) but those
+    held by process ``ours`` alone, each with its holders (bpftool's ``pids``, else
+    ``holders``): any of them adds its cost to the overhead a run measures."""
     strays = []
     for program in json.loads(bpftool_json):
         name = program.get("name", "")
-        if name.startswith(OUR_PROGRAM_PREFIX):
-            held_by = [f"{pid['comm']} pid {pid['pid']}" for pid in program.get("pids", [])]
-            held_by = held_by or (holders or {}).get(program["id"], [])
+        held_by = [(pid["comm"], pid["pid"]) for pid in program.get("pids", [])]
+        held_by = held_by or (holders or {}).get(program["id"], [])
+        if name.startswith(OUR_PROGRAM_PREFIX) and {pid for _, pid in held_by} != {ours}:
+            holding = ", ".join(f"{comm} pid {pid}" for comm, pid in held_by)
             strays.append(
                 f"id {program['id']} {name} ({program.get('type', '?')})"
-                + (f", held by {', '.join(held_by)}" if held_by else "")
+                + (f", held by {holding}" if holding else "")
             )
     return strays
 
 
-def program_holders() -> dict[int, list[str]]:
+def program_holders() -> Holders:
     """The processes holding each BPF program's FD, from /proc (bpftool lists them only when
     built with its pid iterator)."""
-    holders: dict[int, list[str]] = {}
+    holders: Holders = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
                 comm = (proc / "comm").read_text().strip()
                 for program_id in process_programs(int(proc.name)):
-                    holders.setdefault(program_id, []).append(f"{comm} pid {proc.name}")
+                    holders.setdefault(program_id, []).append((comm, int(proc.name)))
     return holders
 
 
-def refuse_strays(wait: float = 0.0) -> None:
-    """Raise StrayExporter unless no program of ours is loaded, after waiting up to ``wait``
-    seconds for the ones of an exporter the benchmark just stopped to go."""
+def refuse_strays(wait: float = 0.0, ours: int = 0) -> None:
+    """Raise StrayExporter if programs of an exporter are loaded other than those of process
+    ``ours`` (the one being measured), after waiting up to ``wait`` seconds for the ones of
+    an exporter the benchmark just stopped to go."""
     deadline = time.monotonic() + wait
     while True:
         listing = loaded_programs_json()
-        if not stray_programs(listing):
+        if not stray_programs(listing, program_holders() if ours else None, ours):
             return
         if time.monotonic() >= deadline:
             raise StrayExporter(
                 "BPF programs named like netsnoop-exporter's are loaded; another exporter would "
                 "add its cost to every figure. Stop it, then rerun:\n  "
-                + "\n  ".join(stray_programs(listing, program_holders()))
+                + "\n  ".join(stray_programs(listing, program_holders(), ours))
             )
         time.sleep(0.2)
 
@@ -179,6 +184,7 @@ def interleaved(
                 continue
             try:
                 traced = load.throughput(workload, seconds)
+                refuse_strays(STRAY_WAIT_S, ours=tool.pid)  # nothing else ran beside it
             finally:
                 tool.stop()
             refuse_strays(STRAY_WAIT_S)  # the baseline after it runs with none of ours
@@ -373,6 +379,7 @@ def footprint_and_costs(load: Load, churn_seconds: float, udp_seconds: float) ->
             churn = netsnoop_workload_cost(exporter, load, "churn", churn_seconds)
             steady = process_status(exporter.pid)
             udp = netsnoop_workload_cost(exporter, load, "udp", udp_seconds)
+            refuse_strays(STRAY_WAIT_S, ours=exporter.pid)
         finally:
             exporter.stop()
     return Footprint(
@@ -452,6 +459,7 @@ def scrape_costs(load: Load, levels: Sequence[int], scrapes: int) -> list[Scrape
                     results[-1].series,
                     results[-1].median * 1e3,
                 )
+            refuse_strays(STRAY_WAIT_S, ours=exporter.pid)
         finally:
             exporter.stop()
     return results

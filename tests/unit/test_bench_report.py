@@ -39,11 +39,29 @@ def test_stray_programs_are_the_ones_named_like_the_exporters_with_their_holders
 
 
 def test_holders_from_proc_fill_in_where_bpftool_lists_no_pids() -> None:
-    found = {41: ["other pid 1"], 42: ["python pid 17918"]}
+    found = {41: [("other", 1)], 42: [("python", 17918)]}
     assert measure.stray_programs(BPFTOOL_JSON, found) == [
         "id 41 on_inet_sock_se (tracepoint), held by python pid 4242",
         "id 42 on_sys_enter_se (tracepoint), held by python pid 17918",
     ]
+
+
+def test_the_measured_exporters_own_programs_are_not_strays() -> None:
+    held = {42: [("python", 4242)]}
+    assert measure.stray_programs(BPFTOOL_JSON, held, ours=4242) == []
+    assert measure.stray_programs(BPFTOOL_JSON, {42: [("python", 7)]}, ours=4242) == [
+        "id 42 on_sys_enter_se (tracepoint), held by python pid 7"
+    ]
+    shared = {42: [("python", 4242), ("python", 7)]}  # also held elsewhere: not only ours
+    assert len(measure.stray_programs(BPFTOOL_JSON, shared, ours=4242)) == 1
+
+
+def test_refuse_strays_beside_the_measured_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure, "loaded_programs_json", lambda: BPFTOOL_JSON)
+    monkeypatch.setattr(measure, "program_holders", lambda: {42: [("python", 4242)]})
+    measure.refuse_strays(ours=4242)
+    with pytest.raises(measure.StrayExporter, match="id 42 on_sys_enter_se"):
+        measure.refuse_strays(ours=99)
 
 
 def test_peers_and_other_programs_are_not_strays() -> None:
@@ -61,7 +79,7 @@ def test_the_prefix_is_the_exporters_function_naming() -> None:
 
 def test_refuse_strays_names_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(measure, "loaded_programs_json", lambda: BPFTOOL_JSON)
-    monkeypatch.setattr(measure, "program_holders", lambda: {42: ["python pid 17918"]})
+    monkeypatch.setattr(measure, "program_holders", lambda: {42: [("python", 17918)]})
     with pytest.raises(measure.StrayExporter) as raised:
         measure.refuse_strays()
     assert "id 41 on_inet_sock_se (tracepoint), held by python pid 4242" in str(raised.value)
