@@ -255,9 +255,9 @@ def cost_table(costs: Sequence[WorkloadCost]) -> list[str]:
         for workload in workloads
     )
     lines = ["| Tool | Program |" + header, "|---|---|" + "---|---|---|" * len(workloads)]
-    for (tool, program), by_workload in cells.items():
+    for (tool, name), by_workload in cells.items():
         row = "".join(f" {by_workload.get(workload, '| |')} |" for workload in workloads)
-        lines.append(f"| {tool} | {program} |" + row)
+        lines.append(f"| {tool} | {name} |" + row)
     return lines
 
 
