@@ -389,9 +389,9 @@ def write(results: Results, out: Path) -> Path:
         "every second meanwhile. Workloads (`bench/load.c`): **churn**, loopback TCP "
         "connect, 1-byte exchange, close, in 4 client and 4 server processes; **udp**, "
         "64-byte `sendto()` to a loopback receiver; **bulk**, one loopback TCP connection "
-        "written in 64 KiB chunks. Before each run without a tracer, `bpftool prog show` "
-        "must list no program named like netsnoop-exporter's (`on_...`): the benchmark "
-        "refuses to run beside another exporter.",
+        "written in 64 KiB chunks. Before and after each measurement, `bpftool prog show` "
+        "must list no program named like netsnoop-exporter's (`on_...`) but the measured "
+        "exporter's: the benchmark refuses to run beside another exporter.",
         "",
         *overhead_table(results.overhead),
     ]
