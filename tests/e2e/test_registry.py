@@ -26,13 +26,15 @@ NO_BUILT_IN = tuple(
 )
 
 
-def run(tmp_path, config: str, *flags: str) -> dict:
+def run(tmp_path, config: str, *flags: str, log: list[str] | None = None) -> dict:
     process = ExporterProcess(config, tmp_path, (*NO_BUILT_IN, *flags), entry=(THROWAWAY,))
     try:
         process.wait_ready()
         return process.scrape()
     finally:
         assert process.stop() == 0
+        if log is not None:
+            log.append(process.log())
 
 
 def test_the_flag_turns_on_a_collector_registered_elsewhere(tmp_path):
@@ -55,3 +57,28 @@ def test_the_no_flag_wins_over_the_config_file(tmp_path):
     series = run(tmp_path, "collectors: {throwaway: {enabled: true}}", "--no-collector.throwaway")
     assert not [name for name, _ in series if name == "netsnoop_throwaway_answer"]
     assert value(series, "netsnoop_build_info") == 1
+
+
+def test_a_collector_that_does_not_compile_disables_only_itself(tmp_path):
+    """All collectors compile as one module; when that fails, each is compiled alone."""
+    log: list[str] = []
+    series = run(
+        tmp_path,
+        "",
+        "--collector.broken_bpf",
+        "--collector.tcp_connections",
+        "--collector.tcp_retransmits",
+        log=log,
+    )
+    assert value(series, "netsnoop_scrape_collector_success", collector="broken_bpf") == 0
+    for healthy in ("tcp_connections", "tcp_retransmits"):
+        assert value(series, "netsnoop_scrape_collector_success", collector=healthy) == 1
+        attached = value(
+            series,
+            "netsnoop_bpf_program_attached",
+            collector=healthy,
+            program="inet_sock_set_state",
+        )
+        assert attached == 1
+    assert "compiling each alone" in log[0]
+    assert "collector broken_bpf disabled" in log[0] and "no_such_variable" in log[0]

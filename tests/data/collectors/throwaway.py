@@ -1,5 +1,7 @@
 """A collector declared outside exporter/collectors/, to prove the registry's promise: its one
-declaration gives it a config key, a flag, an OTLP name, scrape metrics and a docs row.
+declaration gives it a config key, a flag, an OTLP name, scrape metrics and a docs row. Beside
+it, a BPF collector whose source does not compile, to prove that it disables only itself
+although all collectors are compiled as one module.
 
 Run as a script, it registers itself and then runs the exporter's command line, so an end-to-end
 test starts the real exporter with it: ``python throwaway.py --collector.throwaway ...``."""
@@ -8,14 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.collectors.base import Collector
+from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.metrics import MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
+from exporter.kernel.bpf import ProgramSpec
 from exporter.settings import StrictModel
 
 if TYPE_CHECKING:
@@ -59,6 +63,35 @@ SPEC = register_collector(
         enabled_by_default=False,
         factory=ThrowawayCollector,
         metrics=(ANSWER,),
+    )
+)
+
+
+class BrokenBpfSettings(StrictModel):
+    """Nothing to set: the section exists so that the flag does."""
+
+
+class BrokenBpfCollector(BpfCollector):
+    name: ClassVar[str] = "broken_bpf"
+    source_file: ClassVar[str] = str(Path(__file__).with_name("broken_bpf.c"))  # absolute
+    programs: ClassVar[tuple[ProgramSpec, ...]] = (ProgramSpec("sock:inet_sock_set_state"),)
+    map_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Config, services: SharedServices) -> None:
+        super().__init__()
+
+    def collect(self) -> Iterable[MetricFamily]:
+        return []
+
+
+register_collector(
+    CollectorSpec(
+        name="broken_bpf",
+        summary="A test collector whose BPF source does not compile.",
+        settings=BrokenBpfSettings,
+        enabled_by_default=False,
+        factory=BrokenBpfCollector,
+        metrics=(),
     )
 )
 
