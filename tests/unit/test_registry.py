@@ -40,7 +40,7 @@ BUILT_IN = [
 
 @pytest.fixture
 def throwaway() -> Iterator[ModuleType]:
-    """tests/data/collectors/throwaway.py registered for one test."""
+    """tests/data/collectors/throwaway.py (throwaway and broken_bpf) registered for one test."""
     spec = importlib.util.spec_from_file_location("throwaway_collector", THROWAWAY)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -50,6 +50,7 @@ def throwaway() -> Iterator[ModuleType]:
         yield module
     finally:
         unregister_collector("throwaway")
+        unregister_collector("broken_bpf")
         otlp_table.cache_clear()
 
 
@@ -85,7 +86,8 @@ def test_a_collector_from_elsewhere_gets_its_flag_config_otlp_name_and_docs_rows
 
 
 def test_the_throwaway_is_gone_after_its_test():
-    assert "throwaway" not in [spec.name for spec in registered_collectors()]
+    names = [spec.name for spec in registered_collectors()]
+    assert "throwaway" not in names and "broken_bpf" not in names
 
 
 def test_generated_docs_tables_are_committed():
