@@ -4,8 +4,8 @@
  * (send, sendto, sendmsg, sendmmsg, write, writev), process or descriptor (dup'd, inherited,
  * passed with SCM_RIGHTS), and hands over the socket. The destination is:
  *   - the address the syscall names, for sendto()/sendmsg()/sendmmsg() with one: read from
- *     user memory at sys_enter and stashed by thread id until sys_exit (sendmmsg: each
- *     datagram reads the next message's own address);
+ *     user memory at sys_enter and kept in the thread's task storage until sys_exit
+ *     (sendmmsg: each datagram reads the next message's own address);
  *   - else, on a connected socket (state ESTABLISHED), the peer the socket holds, read from
  *     struct sock_common at offsets from the kernel's BTF (SKC_*_OFF). Without BTF, sends
  *     on connected sockets are not counted.
@@ -36,15 +36,19 @@ struct destination_t {
     u8 valid;
 };
 
-/* One send syscall with an address in progress in a thread. */
+/* A thread's send syscall with an address, while it is in progress (active). */
 struct sending_t {
     struct destination_t destination;  /* the address the syscall names */
     u64 mmsg;  /* sendmmsg's message array: each datagram may name its own address */
     u32 next;  /* index of sendmmsg's next message */
+    u8 active;
 };
 
 BPF_HASH(udp_sends, struct udp_send_key_t, u64, UDP_SENDS_MAP_SIZE);
-BPF_TABLE("lru_hash", u32, struct sending_t, sending, SENDING_MAP_SIZE);
+/* Task storage (5.11+; sock_send_length needs 6.3): a pointer the kernel keeps in the thread's
+ * task_struct, so each datagram costs no hash update, lookup and delete, and a thread's entry
+ * goes with the thread. */
+BPF_TASK_STORAGE(sending, struct sending_t);
 
 /* A user-space sockaddr_in or sockaddr_in6 into a destination; invalid for other families. */
 static __always_inline void read_sockaddr(u64 user_addr, struct destination_t *out)
@@ -101,17 +105,28 @@ static __always_inline void socket_destination(u64 sk, u16 family, struct destin
 #endif
 }
 
-static __always_inline void begin_send(struct sending_t *send)
+static __always_inline struct sending_t *thread_sending(u64 flags)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (sending.update(&tid, send))
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    return sending.task_storage_get(task, 0, flags);
+}
+
+static __always_inline void begin_send(const struct sending_t *send)
+{
+    struct sending_t *stored = thread_sending(BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!stored) {
         note_update_failure(MAP_SENDING);
+        return;
+    }
+    *stored = *send;
+    stored->active = 1;
 }
 
 static __always_inline void end_send(void)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    sending.delete(&tid);
+    struct sending_t *stored = thread_sending(0);
+    if (stored)
+        stored->active = 0;
 }
 
 #ifdef HAVE_TP_syscalls_sys_enter_sendto
@@ -204,10 +219,9 @@ NS_HANDLER(sock, sock_send_length)
         return 0;
     if (args->family != AF_INET_NUM && args->family != AF_INET6_NUM)
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct sending_t *send = sending.lookup(&tid);
+    struct sending_t *send = thread_sending(0);
     struct destination_t destination = {};
-    if (send) {
+    if (send && send->active) {
         destination = send->destination;
         if (send->mmsg) {
             read_msghdr_name(send->mmsg + (u64)send->next * MMSGHDR_SIZE, &destination);

@@ -82,8 +82,9 @@ def self_metrics(
         for program, is_attached in collector.program_status().items():
             attached.set((collector.name, program), 1.0 if is_attached else 0.0)
         for stats in collector.map_stats():
-            entries.set((collector.name, stats.name), stats.entries)
-            capacity.set((collector.name, stats.name), stats.capacity)
+            if stats.entries is not None and stats.capacity is not None:
+                entries.set((collector.name, stats.name), stats.entries)
+                capacity.set((collector.name, stats.name), stats.capacity)
             failures.set((collector.name, stats.name), stats.update_failures)
             if stats.swept is not None:
                 swept.set((collector.name, stats.name), stats.swept)

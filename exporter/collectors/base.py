@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class MapStats:
     name: str
-    entries: int
-    capacity: int
+    entries: int | None  # None: a task storage map, which cannot be listed nor fills up
+    capacity: int | None
     update_failures: int
     swept: int | None = None  # entries a userspace sweep deleted; None: the map has no sweep
 
@@ -102,6 +102,8 @@ class BpfCollector(Collector):
     counters_map: ClassVar[str] = ""
     # Maps whose entries the BPF side may never delete: a sweep counts those it deletes.
     swept_maps: ClassVar[tuple[str, ...]] = ()
+    # Task storage maps (one entry per thread, freed with it): only their failures are shown.
+    task_storage_maps: ClassVar[tuple[str, ...]] = ()
     # The program pastes bpf/watch.h: the watch collector reads its events.
     emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
@@ -203,13 +205,16 @@ class BpfCollector(Collector):
         failures = self.bpf.table("map_update_failures")
         stats = []
         for name in self.map_names:
+            lost = int(failures.per_cpu_sum(self.bpf.map_index(name)))
+            if name in self.task_storage_maps:
+                stats.append(MapStats(name, None, None, lost))
+                continue
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
                 entries = len(table.items())  # one syscall per batch
-            lost = failures.per_cpu_sum(self.bpf.map_index(name))
             swept = self.swept[name] if name in self.swept_maps else None
-            stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))
+            stats.append(MapStats(name, entries, table.max_entries, lost, swept))
         return stats
 
     def close(self) -> None:

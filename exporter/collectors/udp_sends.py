@@ -86,6 +86,7 @@ class UdpSendsCollector(BpfCollector):
     counters_map: ClassVar[str] = "udp_sends"
     emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
+    task_storage_maps: ClassVar[tuple[str, ...]] = ("sending",)
     folds_ports: ClassVar[bool] = True
     kernel_members = PEER_MEMBERS
 
@@ -104,7 +105,6 @@ class UdpSendsCollector(BpfCollector):
     def defines(self) -> dict[str, int | str]:
         return {
             "UDP_SENDS_MAP_SIZE": self.settings.map_size,
-            "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
             **enum_defines("UDP_RESULT", RESULTS),
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
         }
