@@ -102,7 +102,7 @@ class BpfCollector(Collector):
     counters_map: ClassVar[str] = ""
     # Maps whose entries the BPF side may never delete: a sweep counts those it deletes.
     swept_maps: ClassVar[tuple[str, ...]] = ()
-    # The program pastes bpf/watch.h: the watch collector reads its events.
+    # The program pastes bpf/watch/watch.h: the watch collector reads its events.
     emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False
