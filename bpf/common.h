@@ -1,8 +1,8 @@
 /* Helpers shared by every netsnoop BPF program.
  *
  * The loader (exporter/kernel/bpf.py) compiles the sources of all enabled collectors as one
- * bcc module: this file once, each shared header (socket_owners.h, watch.h...) once, then each
- * collector's source, pasted rather than #included because bcc rewrites map calls
+ * bcc module: this file once, each shared header (socket_owners.h, watch/watch.h...) once, then
+ * each collector's source, pasted rather than #included because bcc rewrites map calls
  * (map.lookup(...)) only in the main source text. Before it come the tracepoint argument
  * structs (struct tp_<category>_<event>), built from the running kernel's format files; each
  * section then sees HAVE_TP_<category>_<event> for the tracepoints its handlers can use, and

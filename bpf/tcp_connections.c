@@ -15,8 +15,8 @@
  * The namespace is read from the socket at offsets from the kernel's BTF (SKC_NET_OFF,
  * NET_NS_INUM_OFF); without them it is 0 and listeners are keyed by port alone.
  */
-/* common.h, watch.h and watch_tcp.h are prepended by the loader: bcc rewrites map calls only
- * in the main file. The watch_tcp_* calls send the attempts a `watch:` rule matches. */
+/* common.h, watch/watch.h and watch/watch_tcp.h are prepended by the loader: bcc rewrites map
+ * calls only in the main file. The watch_tcp_* calls send the attempts a `watch:` rule matches. */
 
 #define IPPROTO_TCP_NUM 6
 #define AF_INET_NUM 2

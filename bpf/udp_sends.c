@@ -12,7 +12,8 @@
  * Everything runs in the sender's context, so a process that sends and exits at once is still
  * counted under its own name.
  */
-/* common.h and watch.h are prepended by the loader: bcc rewrites map calls only in the main file. */
+/* common.h and watch/watch.h are prepended by the loader: bcc rewrites map calls only in the main
+ * file. */
 
 #define AF_INET_NUM 2
 #define AF_INET6_NUM 10

@@ -137,7 +137,7 @@ class CardinalityConfig(StrictModel):
     )
 
 
-WATCH_MAX_RULES = 64  # also the size of bpf/watch.h's per-rule arrays (a define)
+WATCH_MAX_RULES = 64  # also the size of bpf/watch/watch.h's per-rule arrays (a define)
 WATCH_MAX_ENTRIES = 65536  # kernel trie entries: ports x directions x CIDRs, over all rules
 
 

@@ -104,7 +104,7 @@ class BpfCollector(Collector):
     swept_maps: ClassVar[tuple[str, ...]] = ()
     # Task storage maps (one entry per thread, freed with it): only their failures are shown.
     task_storage_maps: ClassVar[tuple[str, ...]] = ()
-    # The program pastes bpf/watch.h: the watch collector reads its events.
+    # The program pastes bpf/watch/watch.h: the watch collector reads its events.
     emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False

@@ -13,7 +13,8 @@ Each collector module declares itself once, at import::
 From these declarations come the ``collectors:`` section of the config (with its ``enabled``
 key), the ``--[no-]collector.<name>`` flags, the OTLP names, the per-collector scrape metrics and
 the generated docs tables (exporter/docs.py). Every module of this package but ``base`` and
-``registry`` is a collector and is imported on first use, so adding one is adding its file.
+``registry`` is a collector and is imported on first use, so adding one is adding its file; a
+collector that lives with the rest of its feature elsewhere is named in ``ELSEWHERE``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from exporter.services import SharedServices
 
 NOT_COLLECTORS = frozenset({"base", "registry"})
+# Built-in collector modules outside this package, imported with it: the watch collector lives
+# in the watch package, with the rules and the event log it feeds.
+ELSEWHERE = ("exporter.watch.collector",)
 
 
 class NoSettings(StrictModel):
@@ -89,6 +93,8 @@ def registered_collectors() -> list[CollectorSpec]:
         for module in pkgutil.iter_modules(package.__path__):
             if module.name not in NOT_COLLECTORS:
                 importlib.import_module(f"{package.__name__}.{module.name}")
+        for name in ELSEWHERE:
+            importlib.import_module(name)
         _discovered = True
     return sorted(_registry.values(), key=lambda spec: (spec.order, spec.name))
 

@@ -31,7 +31,7 @@ from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
-from exporter.watch import watch_defines
+from exporter.watch.rules import WATCH_HEADER, WATCH_TCP_HEADER, watch_defines
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -206,7 +206,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         "socket_errors",
         "listeners",
     )
-    shared_sources: ClassVar[tuple[str, ...]] = ("watch.h", "watch_tcp.h")  # watch events
+    shared_sources: ClassVar[tuple[str, ...]] = (WATCH_HEADER, WATCH_TCP_HEADER)  # watch events
 
     def __init__(
         self,

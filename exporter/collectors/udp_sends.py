@@ -25,7 +25,7 @@ from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
 from exporter.settings import MapSize, StrictModel
-from exporter.watch import watch_defines
+from exporter.watch.rules import WATCH_HEADER, watch_defines
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -73,7 +73,7 @@ def sends_family(
 class UdpSendsCollector(BpfCollector):
     name: ClassVar[str] = "udp_sends"
     source_file: ClassVar[str] = "udp_sends.c"
-    shared_sources: ClassVar[tuple[str, ...]] = ("watch.h",)
+    shared_sources: ClassVar[tuple[str, ...]] = (WATCH_HEADER,)
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
         ProgramSpec("syscalls:sys_enter_sendto", ("fd", "addr")),
         ProgramSpec("syscalls:sys_enter_sendmsg", ("fd", "msg")),

@@ -1,5 +1,5 @@
 """Where the running kernel keeps a task's credentials, parent and arguments, for
-watch events that describe the process at the moment of the event (bpf/watch.h)."""
+watch events that describe the process at the moment of the event (bpf/watch/watch.h)."""
 
 from __future__ import annotations
 

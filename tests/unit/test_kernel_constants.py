@@ -8,7 +8,7 @@ from exporter.collectors import socket_traffic, tcp_connections, udp_sends
 from exporter.config import Config
 from exporter.core.cardinality import port_fold_defines
 from exporter.kernel.bpf import enum_defines
-from exporter.watch import watch_defines
+from exporter.watch.rules import watch_defines
 from tests.helpers import REPO
 
 PASSED_FROM_PYTHON = re.compile(
@@ -31,7 +31,8 @@ def test_enum_defines_number_a_tuple_in_order():
 
 
 def test_no_bpf_source_defines_what_python_passes():
-    for source in sorted((REPO / "bpf").iterdir()):
+    sources = sorted(path for path in (REPO / "bpf").rglob("*") if path.is_file())
+    for source in sources:
         found = PASSED_FROM_PYTHON.findall(source.read_text())
         assert not found, f"{source.name} defines {found}: pass them from Python"
 

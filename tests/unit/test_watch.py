@@ -15,11 +15,10 @@ import pytest
 
 from exporter.collectors.socket_traffic import byte_families
 from exporter.collectors.udp_sends import sends_family
-from exporter.collectors.watch import task_facts
 from exporter.config import ConfigError, WatchRule, parse_config
 from exporter.kernel import procfs
-from exporter.watch import (
-    CMDLINE_BYTES,
+from exporter.watch.collector import task_facts
+from exporter.watch.events import (
     EventLog,
     HookRunner,
     ProcessInfo,
@@ -27,8 +26,8 @@ from exporter.watch import (
     WindowLimiter,
     endpoint,
     event_record,
-    trie_entries,
 )
+from exporter.watch.rules import CMDLINE_BYTES, trie_entries
 
 
 def rule(name: str, **fields) -> WatchRule:

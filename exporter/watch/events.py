@@ -1,9 +1,6 @@
-"""Watched ports: rules into kernel trie entries, and events into JSON lines and hook runs.
-
-The kernel (bpf/watch.h) matches every connection or datagram against the rules and sends
-only the matches here; this module holds the pure part: which trie entries the rules need,
-the exact per-rule rate limit, the event's JSON form, and the hooks, which run on their own
-threads so a slow or failing hook never holds up the event stream.
+"""Watch events, after the kernel matched them: the exact per-rule rate limit, the event's
+JSON line, the event log file and the hooks, which run on their own threads so a slow or
+failing hook never holds up the event stream. No kernel here: collector.py decodes the events.
 """
 
 from __future__ import annotations
@@ -21,89 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from exporter.kernel.bpf import enum_defines
-from exporter.kernel.tasks import task_fact_defines
-from exporter.kernel.values import IP_PROTOCOL_NAMES, IP_PROTOCOLS
-from exporter.settings import WATCH_MAX_RULES, WatchRule, parse_port_range
+from exporter.kernel.values import IP_PROTOCOL_NAMES
+from exporter.settings import WatchRule
+from exporter.watch.rules import DIRECTIONS
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = IP_PROTOCOLS
-PROTOCOL_NAMES = IP_PROTOCOL_NAMES
-DIRECTIONS = ("outbound", "inbound")  # passed to bpf/watch.h as WATCH_DIR_*
-MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
-ANY_ADDRESS = ipaddress.IPv6Network("::/0")
-
-
-@dataclass(frozen=True)
-class TrieEntry:
-    """One key of the kernel's ``watch_rules`` LPM trie and the rule it leads to."""
-
-    protocol: int
-    direction: int
-    port: int
-    network: ipaddress.IPv6Network  # IPv4 networks as ::ffff:a.b.c.d/(96 + n)
-    rule: int
-
-
-def as_ipv6_network(cidr: str) -> ipaddress.IPv6Network:
-    network = ipaddress.ip_network(cidr, strict=False)
-    if isinstance(network, ipaddress.IPv4Network):
-        mapped = ipaddress.IPv6Address(f"::ffff:{network.network_address}")
-        return ipaddress.IPv6Network(f"{mapped}/{96 + network.prefixlen}")
-    return network
-
-
-def rule_directions(rule: WatchRule) -> tuple[int, ...]:
-    if rule.direction == "both":
-        return (0, 1)
-    return (DIRECTIONS.index(rule.direction),)
-
-
-def rule_ports(rule: WatchRule) -> list[int]:
-    ports: set[int] = set()
-    for entry in rule.ports:
-        low, high = parse_port_range(str(entry))
-        ports.update(range(low, high + 1))
-    return sorted(ports)
-
-
-def trie_entries(rules: Sequence[WatchRule]) -> list[TrieEntry]:
-    """The trie finds only the longest matching prefix, so each entry leads to the first rule
-    (in config order) whose network contains the entry's: every rule that matches an address
-    has a prefix of it, and all of those contain the longest one."""
-    networks: dict[tuple[int, int, int], dict[ipaddress.IPv6Network, int]] = {}
-    for index, rule in enumerate(rules):
-        cidrs = [as_ipv6_network(cidr) for cidr in rule.remote_cidrs] or [ANY_ADDRESS]
-        for direction in rule_directions(rule):
-            for port in rule_ports(rule):
-                by_network = networks.setdefault((PROTOCOLS[rule.protocol], direction, port), {})
-                for network in cidrs:
-                    by_network.setdefault(network, index)
-    entries = []
-    for (protocol, direction, port), by_network in networks.items():
-        for network in by_network:
-            first = min(i for other, i in by_network.items() if network.subnet_of(other))
-            entries.append(TrieEntry(protocol, direction, port, network, first))
-    return entries
-
-
-CMDLINE_BYTES = 128  # of the arguments, read in the kernel at the event (bpf/watch.h)
-
-
-def watch_defines(rules: Sequence[WatchRule], pending_map_size: int) -> dict[str, int | str]:
-    """Map sizes and task struct offsets for programs that paste bpf/watch.h."""
-    entries = sum(rule.trie_entries_needed() for rule in rules)
-    return {
-        "WATCH_RULES_MAP_SIZE": max(16, entries),
-        "WATCH_PENDING_MAP_SIZE": pending_map_size,
-        "WATCH_CMDLINE_LEN": CMDLINE_BYTES,
-        "WATCH_MAX_RULES": WATCH_MAX_RULES,
-        "WATCH_PROTO_TCP": PROTOCOLS["tcp"],
-        "WATCH_PROTO_UDP": PROTOCOLS["udp"],
-        **enum_defines("WATCH_DIR", DIRECTIONS),
-        **(task_fact_defines() if rules else {}),
-    }
 
 
 class WindowLimiter:
@@ -168,7 +87,7 @@ class ProcessInfo:
     parent_comm: str | None = None
     euid: int | None = None
     cmdline: list[str] | None = None
-    cmdline_truncated: bool = False  # the arguments went on past CMDLINE_BYTES
+    cmdline_truncated: bool = False  # the arguments went on past rules.CMDLINE_BYTES
 
 
 def endpoint(addr: bytes, port: int) -> str | None:
@@ -194,7 +113,7 @@ def event_record(
         "time": rfc3339(wall_seconds),
         "rule": rule_name,
         "direction": DIRECTIONS[event.direction],
-        "protocol": PROTOCOL_NAMES.get(event.protocol, str(event.protocol)),
+        "protocol": IP_PROTOCOL_NAMES.get(event.protocol, str(event.protocol)),
         "local": endpoint(event.local_addr, event.local_port),
         "remote": endpoint(event.remote_addr, event.remote_port),
         "result": event.result,

@@ -1,5 +1,5 @@
 /* Watched ports: the few connections and datagrams that match a `watch:` rule are sent to
- * userspace as events (exporter/watch.py writes them to the event log and runs hooks); all
+ * userspace as events (exporter/watch/ writes them to the event log and runs hooks); all
  * other traffic never leaves the kernel's counters.
  *
  * Pasted once into the module, after common.h, when a collector emits watch events (its map
@@ -8,7 +8,7 @@
  * direction, port, remote address}) and `watch_limits`.
  */
 
-/* WATCH_MAX_RULES, WATCH_DIR_* and WATCH_PROTO_* come from exporter/watch.py as defines. */
+/* WATCH_MAX_RULES, WATCH_DIR_* and WATCH_PROTO_* come from exporter/watch/rules.py as defines. */
 
 /* The trie's data is {protocol, direction, port} (always matched whole: prefixlen >= 32) then
  * the remote address, IPv4 as ::ffff:a.b.c.d; a rule without CIDRs matches any address. The

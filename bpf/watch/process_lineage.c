@@ -9,7 +9,7 @@
  */
 /* common.h is prepended by the loader: bcc rewrites map calls only in the main file. */
 
-/* MAP_* comes from exporter/collectors/watch.py as a define. */
+/* MAP_* and LINEAGE_MAP_SIZE come from exporter/watch/collector.py as defines. */
 
 struct name_t {
     char comm[NS_TASK_COMM_LEN];

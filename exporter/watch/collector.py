@@ -1,11 +1,10 @@
-"""The watch event log: matched events from the programs that paste bpf/watch.h, written as
-JSON lines and handed to hooks, plus netsnoop_watch_events_total and
-netsnoop_watch_events_lost_total.
+"""The watch collector: matched events from the programs that paste bpf/watch/watch.h, read
+from their perf buffers and decoded for the event log (events.py), plus
+netsnoop_watch_events_total and netsnoop_watch_events_lost_total.
 
-This collector's own BPF program (bpf/process_lineage.c) remembers each process's parent and
-name at fork and exec, so an event from a client that exited milliseconds after its connect
-still names its parent. The effective uid has no BPF helper; it comes from /proc/<pid>/status
-while the process exists (null after), like the command line.
+Its own BPF program (bpf/watch/process_lineage.c) remembers each process's parent and name at
+fork and exec: without kernel BTF, when an event carries no facts read from the task, a client
+that exited milliseconds after its connect still has its parent named (euid and cmdline null).
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import BpfModule, BpfProgram, ProgramSpec
 from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
-from exporter.kernel.values import NO_UID, decode_comm
-from exporter.watch import (
-    CMDLINE_BYTES,
+from exporter.kernel.values import IP_PROTOCOLS, NO_UID, decode_comm
+from exporter.watch.events import (
     HOOK_OUTCOMES,
-    PROTOCOLS,
     EventLog,
     HookRunner,
     ProcessInfo,
@@ -39,8 +36,8 @@ from exporter.watch import (
     TextSink,
     WatchEvent,
     split_cmdline,
-    trie_entries,
 )
+from exporter.watch.rules import CMDLINE_BYTES, WATCH_TCP_HEADER, trie_entries
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -50,7 +47,10 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
 SWEEP_EVERY_S = 1.0
-RESULT_NAMES = {PROTOCOLS["tcp"]: tcp_connections.RESULTS, PROTOCOLS["udp"]: udp_sends.RESULTS}
+RESULT_NAMES = {
+    IP_PROTOCOLS["tcp"]: tcp_connections.RESULTS,
+    IP_PROTOCOLS["udp"]: udp_sends.RESULTS,
+}
 
 EVENTS = MetricSpec(
     "netsnoop_watch_events",
@@ -78,7 +78,7 @@ HOOK_RUNS = MetricSpec(
 
 
 def decode_event(raw: Any) -> WatchEvent:
-    """A struct watch_event_t (bpf/watch.h) from the perf buffer."""
+    """A struct watch_event_t (bpf/watch/watch.h) from the perf buffer."""
     results = RESULT_NAMES.get(raw.protocol, ())
     has_process = bool(raw.has_process)
     comm = decode_comm(bytes(raw.comm))
@@ -102,7 +102,7 @@ def decode_event(raw: Any) -> WatchEvent:
 
 
 def task_facts(raw: Any) -> ProcessInfo:
-    """What bpf/watch.h read from the task at the event."""
+    """What bpf/watch/watch.h read from the task at the event."""
     length = min(raw.cmdline_len, CMDLINE_BYTES)
     # raw.cmdline would stop at the first NUL (ctypes char arrays): read the field's memory
     cmdline = ctypes.string_at(ctypes.addressof(raw) + type(raw).cmdline.offset, length)
@@ -123,7 +123,7 @@ def monotonic_to_wall(ktime_ns: int) -> float:
 
 class WatchCollector(BpfCollector):
     name: ClassVar[str] = "watch"
-    source_file: ClassVar[str] = "process_lineage.c"
+    source_file: ClassVar[str] = "watch/process_lineage.c"
     programs: ClassVar[tuple[ProgramSpec, ...]] = (
         ProgramSpec("sched:sched_process_fork", ("child_pid",)),
         ProgramSpec("sched:sched_process_exec"),
@@ -149,7 +149,7 @@ class WatchCollector(BpfCollector):
         self._log: EventLog | None = None
 
     def wire(self, collectors: Sequence[Collector]) -> bool:
-        """Reads the events of the collectors whose programs paste bpf/watch.h; without
+        """Reads the events of the collectors whose programs paste bpf/watch/watch.h; without
         any, there is nothing to log."""
         self.sources = [
             c for c in collectors if isinstance(c, BpfCollector) and c.emits_watch_events
@@ -189,7 +189,7 @@ class WatchCollector(BpfCollector):
             name, events, sweeps = found.get(
                 id(source.bpf.module), (source.name, source.bpf.module, False)
             )
-            sweeps = sweeps or "watch_tcp.h" in source.shared_sources
+            sweeps = sweeps or WATCH_TCP_HEADER in source.shared_sources
             found[id(source.bpf.module)] = (name, events, sweeps)
         return {name: (events, sweeps) for name, events, sweeps in found.values()}
 
