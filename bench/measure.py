@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.tracers import Netsnoop, ToolUnavailable
-from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.bpf_stats import ProgramRunStats, parse_fdinfo
+from exporter.kernel.programs import ProgramSpec
 
 log = logging.getLogger("bench")
 

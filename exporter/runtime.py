@@ -30,8 +30,9 @@ from exporter.core.metrics import (
 )
 from exporter.core.snapshot import MetricFamily, SnapshotSource
 from exporter.kernel import btf, sockets
-from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
+from exporter.kernel.bpf import bcc_version, release_compiler_memory
 from exporter.kernel.bpf_stats import stats_enabled
+from exporter.kernel.programs import BpfLoadError
 from exporter.services import SharedServices
 
 log = logging.getLogger(__name__)

@@ -12,15 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.core.cardinality import port_fold_defines
 from exporter.core.snapshot import MetricFamily
 from exporter.kernel import btf
-from exporter.kernel.bpf import (
-    BpfLoadError,
-    BpfModule,
-    BpfPart,
-    BpfProgram,
-    ProgramSpec,
-)
+from exporter.kernel.bpf import BpfModule, BpfProgram
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
+from exporter.kernel.programs import BpfLoadError, BpfPart, ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID
 

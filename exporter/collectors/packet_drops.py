@@ -17,8 +17,8 @@ from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.metrics import MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.kallsyms import KernelSymbols
+from exporter.kernel.programs import ProgramSpec
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
 from exporter.settings import MapSize, StrictModel
 

@@ -21,7 +21,8 @@ from exporter.collectors.tcp_connections import (
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import MetricSpec
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
+from exporter.kernel.bpf import BpfProgram
+from exporter.kernel.programs import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES

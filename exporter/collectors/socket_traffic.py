@@ -12,7 +12,7 @@ from exporter.collectors.base import PodLabelledCollector
 from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.metrics import MetricSpec, OtlpMetric
 from exporter.core.snapshot import LabelValues, MetricFamily
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.kernel.programs import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler

@@ -19,7 +19,7 @@ from exporter.collectors.registry import CollectorSpec, collector_settings, regi
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import MetricSpec
 from exporter.core.snapshot import HISTOGRAM_SUM, MetricFamily
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.programs import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler

@@ -23,8 +23,9 @@ from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
 from exporter.kernel import cgroups, netns
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
+from exporter.kernel.bpf import BpfProgram
 from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
+from exporter.kernel.programs import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler

@@ -22,7 +22,7 @@ from exporter.collectors.socket_owners import (
     owner_labels,
 )
 from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.programs import ProgramSpec
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 SIDES = ("sent", "received")  # index = SIDE_* in the BPF source

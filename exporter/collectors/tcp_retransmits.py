@@ -21,7 +21,7 @@ from exporter.collectors.socket_owners import (
 )
 from exporter.collectors.tcp_connections import NETNS_MEMBERS
 from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.programs import ProgramSpec
 from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 KINDS = ("data", "syn")  # index = KIND_* in the BPF source

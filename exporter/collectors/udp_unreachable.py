@@ -14,7 +14,7 @@ from exporter.collectors.registry import CollectorSpec, collector_settings, regi
 from exporter.core.cardinality import kernel_port_label
 from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.programs import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.settings import MapSize, StrictModel
 

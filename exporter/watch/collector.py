@@ -23,8 +23,9 @@ from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
 from exporter.core.metrics import MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import BpfModule, BpfProgram, ProgramSpec
+from exporter.kernel.bpf import BpfModule, BpfProgram
 from exporter.kernel.maps import claim_closed_entries
+from exporter.kernel.programs import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOLS, NO_UID, decode_comm
 from exporter.watch.events import (

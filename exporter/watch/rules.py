@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.kernel.bpf import enum_defines
+from exporter.kernel.programs import enum_defines
 from exporter.kernel.tasks import task_fact_defines
 from exporter.kernel.values import IP_PROTOCOLS
 from exporter.settings import WATCH_MAX_RULES, WatchRule, parse_port_range

@@ -71,7 +71,7 @@ def test_peers_and_other_programs_are_not_strays() -> None:
 
 
 def test_the_prefix_is_the_exporters_function_naming() -> None:
-    from exporter.kernel.bpf import ProgramSpec
+    from exporter.kernel.programs import ProgramSpec
 
     bcc_name = ProgramSpec("sock:inet_sock_set_state").function[:15]  # BPF_OBJ_NAME_LEN - 1
     assert measure.stray_programs(json.dumps([{"id": 1, "name": bcc_name}]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.kernel.bpf import BpfLoadError, BpfPart, ProgramSpec, plan_module
+from exporter.kernel.programs import BpfLoadError, BpfPart, ProgramSpec, plan_module
 from exporter.kernel.tracefs import Tracefs
 
 TRACEFS_618 = Tracefs(Path(__file__).parents[1] / "data" / "tracefs-6.18")

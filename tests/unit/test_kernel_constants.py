@@ -7,7 +7,7 @@ import re
 from exporter.collectors import socket_traffic, tcp_connections, udp_sends
 from exporter.config import Config
 from exporter.core.cardinality import port_fold_defines
-from exporter.kernel.bpf import enum_defines
+from exporter.kernel.programs import enum_defines
 from exporter.watch.rules import watch_defines
 from tests.helpers import REPO
 

@@ -8,7 +8,7 @@ from exporter.collectors.base import Collector
 from exporter.config import Config, PortsConfig
 from exporter.core.cardinality import PortPolicy
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import BpfLoadError
+from exporter.kernel.programs import BpfLoadError
 from exporter.runtime import Exporter
 
 

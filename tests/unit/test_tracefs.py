@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.kernel.bpf import ProgramSpec, format_problem
+from exporter.kernel.programs import ProgramSpec, format_problem
 from exporter.kernel.tracefs import Tracefs, parse_format
 
 TRACEFS_618 = Path(__file__).parents[1] / "data" / "tracefs-6.18"

@@ -19,7 +19,7 @@ from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
 from exporter.core.metrics import MetricSpec, OtlpMetric
 from exporter.core.snapshot import MetricFamily
-from exporter.kernel.bpf import ProgramSpec
+from exporter.kernel.programs import ProgramSpec
 from exporter.settings import StrictModel
 
 if TYPE_CHECKING:
