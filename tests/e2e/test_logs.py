@@ -14,6 +14,9 @@ import pytest
 
 from tests.helpers import ONLY_TCP, REPO, ExporterProcess, bpf_unavailable_reason, parse_logfmt
 
+# What a copy of the tree to pip-install leaves out: builds, environments, caches.
+NOT_SOURCES = (".git", ".venv", ".tools", "build", "*.egg-info", "__pycache__", ".*_cache")
+
 
 @pytest.mark.root
 @pytest.mark.parametrize("log_format", ["logfmt", "json"])
@@ -67,8 +70,12 @@ def test_a_venv_that_cannot_import_bcc_exits_1_naming_the_python_that_can(tmp_pa
         pytest.skip("needs a python3 on PATH, besides /usr/bin/python3, without bcc")
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    # from a copy of the tree: pip reuses a build/ left in the repository, with files since
+    # moved away, which would then be installed too
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     subprocess.run(
-        [venv / "bin" / "pip", "install", "--quiet", REPO], check=True, capture_output=True
+        [venv / "bin" / "pip", "install", "--quiet", source], check=True, capture_output=True
     )
     result = subprocess.run(
         [venv / "bin" / "netsnoop-exporter", "--web.listen-address=127.0.0.1:0"],
