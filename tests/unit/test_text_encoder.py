@@ -1,10 +1,13 @@
-"""The text encoder's line cache: the same bytes as a fresh encode, and no series it keeps that
-the snapshot no longer has."""
+"""The encoders' line cache: the same bytes as a fresh encode (and, for OpenMetrics, as
+prometheus_client's encoder), and no series it keeps that the snapshot no longer has."""
 
 from __future__ import annotations
 
-from exporter.prometheus import TextEncoder
-from exporter.snapshot import MetricFamily
+import pytest
+from prometheus_client.exposition import choose_encoder
+
+from exporter.prometheus import Exposition, TextEncoder
+from exporter.snapshot import MetricFamily, SnapshotSource
 
 HOSTILE = 'q"b\\s\nx'
 
@@ -84,3 +87,61 @@ def test_a_series_or_family_that_leaves_the_snapshot_leaves_the_cache():
     assert not any(encoder._histogram_labels.values())
     counter.set((HOSTILE, "22"), 3)  # back, at the end of the family
     assert encoder.encode([counter]) == TextEncoder().encode([counter])
+
+
+def openmetrics_varied(value: float = 3.0, created: float = 1.5e9) -> list[MetricFamily]:
+    """Labels that sort apart from their declared order, around le too; units on and off the
+    name; created times given and not; Go's float forms (exponents, NaN, infinities)."""
+    counter = MetricFamily(
+        "netsnoop_run_seconds", "counter", 'help "quoted" \\ and\nnewline', ("z", "a")
+    )
+    counter.unit = "seconds"
+    counter.set((HOSTILE, "22"), value)
+    counter.set(("plain", "other"), 1e21)
+    counter.set(("big", "1"), 1234567.0)
+    counter.set(("nan", "2"), float("nan"))
+    counter.created[(HOSTILE, "22")] = created
+    suffixed = MetricFamily("netsnoop_bytes", "gauge", "g", ("port",), unit="octets")
+    suffixed.set(("1",), -0.0)
+    suffixed.set(("2",), float("-inf"))
+    plain = MetricFamily("netsnoop_plain", "counter", "p", ())
+    plain.set((), 7)
+    histogram = MetricFamily(
+        "netsnoop_lat_seconds",
+        "histogram",
+        "h",
+        ("port", "comm", "le"),
+        unit="seconds",
+        buckets=("0.001", "0.1", "+Inf"),
+    )
+    histogram.set(("22", 'a"\\', "0.001"), 2)
+    histogram.set(("22", 'a"\\', "+Inf"), 1)
+    histogram.set(("22", 'a"\\', "sum"), 0.5)
+    unlabelled = MetricFamily("netsnoop_wait_seconds", "histogram", "w", ("le",), buckets=("1",))
+    unlabelled.set(("1",), 4)
+    return [counter, suffixed, plain, histogram, unlabelled]
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text",
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+        "application/openmetrics-text;version=1.0.0;escaping=underscores",
+        "application/openmetrics-text;version=1.0.0;escaping=dots",  # prometheus_client's
+    ],
+)
+def test_openmetrics_is_prometheus_clients_bytes_cached_or_not(accept):
+    families = openmetrics_varied()
+    source = SnapshotSource(lambda: families)
+    exposition = Exposition(source, process_metrics=False)
+    expected, content_type = choose_encoder(accept)
+    # cold, every line cached, one value changed, one created time changed (a series reborn)
+    for value, created in ((3.0, 1.5e9), (3.0, 1.5e9), (4.0, 1.5e9), (4.0, 1.7e9 + 0.5)):
+        families[:] = openmetrics_varied(value, created)
+        body, served_type = exposition.render(accept)
+        assert served_type == content_type
+        assert body == expected(exposition.openmetrics_registry)
+    assert body.endswith(b"# EOF\n") and b"# UNIT netsnoop_" in body
+    assert bool(exposition.openmetrics._lines) == ("dots" not in accept)  # written directly
