@@ -71,7 +71,7 @@ def _format_value(value: float) -> str:
     return repr(float(value))
 
 
-SampleEntry = tuple[float, float | None, str, str]  # value, created, label part, line(s)
+SampleEntry = tuple[float, float | None, str]  # value, created, line(s)
 HistogramLabels = tuple[str, str, str]  # labels before le, after le, all of them
 FamilyKey = tuple[str, str, tuple[str, ...]]
 
@@ -82,12 +82,12 @@ class TextEncoder:
 
     prometheus_client builds an object per sample and formats it generically, which is most of
     a 10k-series scrape; writing the lines directly keeps large scrapes cheap. Each series'
-    label part is escaped and joined once and kept between scrapes, and its whole line too
-    while its value stays the same. Only the series of the last snapshot encoded are kept: the
-    cache is as large as one snapshot (for counters, the series budget), and a series that
-    leaves the snapshot leaves the cache. Renders run in a few threads at once and may share
-    an entry: each one is checked against its series' value before use, so a render never
-    writes a line of another snapshot."""
+    lines are kept between scrapes: a series whose value stays the same reuses its line, one
+    whose value changed takes its label part from it (escaped and joined only once). Only the
+    series of the last snapshot encoded are kept: the cache is as large as one snapshot (for
+    counters, the series budget), and a series that leaves the snapshot leaves the cache.
+    Renders run in a few threads at once and may share an entry: each one is checked against
+    its series' value before use, so a render never writes a line of another snapshot."""
 
     count_before_sum = False  # the order of a histogram's _count and _sum lines
 
@@ -132,13 +132,13 @@ class TextEncoder:
             if entry is not None:
                 # a zero is always rewritten: 0.0 == -0.0, and they print apart
                 if entry[0] == value and value and entry[1] == created:
-                    lines.append(entry[3])
+                    lines.append(entry[2])
                     continue
-                label_part = entry[2]
+                label_part = self.label_part_of(name, entry[2], entry[1])
             else:
                 label_part = self.label_part(names, label_values)
             line = self.sample(name, label_part, value, created)
-            cache[label_values] = (value, created, label_part, line)
+            cache[label_values] = (value, created, line)
             lines.append(line)
         if len(cache) > len(family.samples):  # every series has its entry: the others left
             return {labels: cache[labels] for labels in family.samples}
@@ -202,6 +202,12 @@ class TextEncoder:
     def sample(self, name: str, label_part: str, value: float, created: float | None) -> str:
         return f"{name}{label_part} {self.format_value(value)}"
 
+    @staticmethod
+    def label_part_of(name: str, line: str, created: float | None) -> str:
+        """The label part of a line ``sample`` wrote: values never hold a space, and an escaped
+        label value never a newline."""
+        return line[len(name) : line.rindex(" ")]
+
 
 class OpenMetricsEncoder(TextEncoder):
     """OpenMetrics 1.0, the bytes prometheus_client's encoder writes for SnapshotCollector
@@ -250,6 +256,12 @@ class OpenMetricsEncoder(TextEncoder):
             f"{name}_total{label_part} {floatToGoString(value)}\n"
             f"{name}_created{label_part} {floatToGoString(created)}"
         )
+
+    @staticmethod
+    def label_part_of(name: str, line: str, created: float | None) -> str:
+        if created is None:
+            return TextEncoder.label_part_of(name, line, created)
+        return line[len(name) + len("_total") : line.rindex(" ", 0, line.index("\n"))]
 
 
 def _sorted_labels(

@@ -9,13 +9,13 @@ from prometheus_client.exposition import choose_encoder
 from exporter.prometheus import Exposition, TextEncoder
 from exporter.snapshot import MetricFamily, SnapshotSource
 
-HOSTILE = 'q"b\\s\nx'
+HOSTILE = 'q"b\\s\nx} 1'
 
 # What the encoder wrote before it kept lines between scrapes, for varied() below.
 EXPECTED = (
     b"# HELP netsnoop_demo_total help with \\\\ and\\nnewline\n"
     b"# TYPE netsnoop_demo_total counter\n"
-    b'netsnoop_demo_total{comm="q\\"b\\\\s\\nx",port="22"} 3.0\n'
+    b'netsnoop_demo_total{comm="q\\"b\\\\s\\nx} 1",port="22"} 3.0\n'
     b'netsnoop_demo_total{comm="plain",port="other"} 1e+21\n'
     b'netsnoop_demo_total{comm="nan",port="1"} NaN\n'
     b'netsnoop_demo_total{comm="zero",port="2"} -0.0\n'
@@ -36,11 +36,11 @@ EXPECTED = (
 )
 
 
-def varied(zero: float = -0.0, plain: float = 1e21) -> list[MetricFamily]:
+def varied(zero: float = -0.0, plain: float = 1e21, hostile: float = 3) -> list[MetricFamily]:
     counter = MetricFamily(
         "netsnoop_demo", "counter", "help with \\ and\nnewline", ("comm", "port"), unit="seconds"
     )
-    counter.set((HOSTILE, "22"), 3)
+    counter.set((HOSTILE, "22"), hostile)
     counter.set(("plain", "other"), plain)
     counter.set(("nan", "1"), float("nan"))
     counter.set(("zero", "2"), zero)
@@ -66,8 +66,9 @@ def test_cached_lines_give_the_same_bytes_as_a_fresh_encode():
     encoder = TextEncoder()
     assert encoder.encode(varied()) == EXPECTED
     assert encoder.encode(varied()) == EXPECTED  # every line from the cache
-    changed = varied(zero=0.0, plain=2.5)  # -0.0 -> 0.0 compare equal but print apart
+    changed = varied(zero=0.0, plain=2.5, hostile=4)  # -0.0 -> 0.0: equal, printed apart
     assert encoder.encode(changed) == TextEncoder().encode(changed)
+    assert b'{comm="q\\"b\\\\s\\nx} 1",port="22"} 4.0\n' in encoder.encode(changed)
     assert b'comm="zero",port="2"} 0.0\n' in encoder.encode(changed)
     assert b'comm="plain",port="other"} 2.5\n' in encoder.encode(changed)
     assert encoder.encode(varied()) == EXPECTED
