@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import tempfile
@@ -53,12 +54,29 @@ def peer_tools(names: list[str], scratch: Path) -> tuple[list, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     args = parse_args(argv)
-    command = shlex.join(["bench/run.sh", *(sys.argv[1:] if argv is None else argv)])
-    workdir = Path(tempfile.mkdtemp(prefix="netsnoop-bench-"))
-    load = measure.Load(workdir)
-    peer_names = [name for name in args.peers.split(",") if name and name != "none"]
-    peers, unavailable = peer_tools(peer_names, workdir)
+    args.command = shlex.join(["bench/run.sh", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        measure.refuse_strays(measure.STRAY_WAIT_S)  # before the peers' slow compiles
+        workdir = Path(tempfile.mkdtemp(prefix="netsnoop-bench-"))
+        load = measure.Load(workdir)
+        peer_names = [name for name in args.peers.split(",") if name and name != "none"]
+        peers, unavailable = peer_tools(peer_names, workdir)
+        results = measure_all(args, load, peers, unavailable)
+    except measure.StrayExporter as error:
+        log.error("refusing to measure: %s", error)
+        return 2
+    written = report.write(results, args.out)
+    print(written.read_text())
+    log.info("wrote %s", written)
+    return 0
 
+
+def measure_all(
+    args: argparse.Namespace, load: measure.Load, peers: list, unavailable: list[str]
+) -> report.Results:
+    """Every measurement of the report, in order, with the machine's load around them; each
+    checks that no exporter of ours is loaded before it starts one (measure.StrayExporter)."""
+    load_at_start = os.getloadavg()[0]
     overhead = []
     for workload in [name for name in args.workloads.split(",") if name]:
         tools = [Netsnoop(), *peers] if workload == "churn" else [Netsnoop()]
@@ -69,23 +87,23 @@ def main(argv: list[str] | None = None) -> int:
             if run.workload == "churn":
                 run.tools.append(measure.Overhead("churn", name, note=f"not run: {reason}"))
 
-    footprint = measure.footprint_and_costs(load, args.steady_seconds)
-    peer_costs = []
+    footprint = measure.footprint_and_costs(load, args.steady_seconds, args.seconds)
     with measure.bpf_stats_on():
-        for peer in peers:
-            peer_costs += measure.peer_program_costs(
-                peer, lambda: load.throughput("churn", args.seconds)
-            )
+        peer_costs = [
+            measure.peer_workload_cost(peer, load, "churn", args.seconds) for peer in peers
+        ]
     levels = [int(level) for level in args.series.split(",") if level]
     scrapes = measure.scrape_costs(load, levels, args.scrapes) if levels else []
-
-    results = report.Results(
-        command, args.seconds, args.rounds, overhead, footprint, scrapes, peer_costs
+    return report.Results(
+        args.command,
+        (load_at_start, os.getloadavg()[0]),
+        args.seconds,
+        args.rounds,
+        overhead,
+        footprint,
+        scrapes,
+        peer_costs,
     )
-    written = report.write(results, args.out)
-    print(written.read_text())
-    log.info("wrote %s", written)
-    return 0
 
 
 if __name__ == "__main__":

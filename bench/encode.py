@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.measure import percentile
-from exporter.cardinality import SeriesBudget
-from exporter.prometheus import TEXT_CONTENT_TYPE, Exposition
+from exporter.core.cardinality import SeriesBudget
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.prometheus import TEXT_CONTENT_TYPE, Exposition
 from exporter.settings import CardinalityConfig, PortsConfig
-from exporter.snapshot import MetricFamily, SnapshotSource
 
 COMMS = 9  # as bench/measure.py's generator: each port gives one series per comm
 OPENMETRICS_ACCEPT = (  # Prometheus 2.x/3.x's default scrape_protocols, in its Accept form

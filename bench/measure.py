@@ -12,17 +12,22 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.tracers import Netsnoop, ToolUnavailable
+from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.bpf_stats import ProgramRunStats, parse_fdinfo
 
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+# bcc names a program after its C function, cut to BPF_OBJ_NAME_LEN - 1 characters; the
+# exporter's functions are all ProgramSpec.function, on_<event>.
+OUR_PROGRAM_PREFIX = ProgramSpec("category:").function
+STRAY_WAIT_S = 5.0  # for a stopped exporter's programs to leave the kernel
 GENERATOR_COMMS = 9  # bench-gen-00..08: each refused port gives 9 outbound series
 # Room for the largest level: connections map entries, and the per-metric series budget.
 SCRAPE_CONFIG = """collectors:
@@ -54,11 +59,80 @@ class Load:
         amount = result["bytes"] if workload == "bulk" else result["ops"]
         return amount / result["seconds"]
 
+    def operations(self, workload: str, seconds: float) -> int:
+        """The connections (churn) or datagrams (udp) one run made."""
+        return int(self.run(workload, str(seconds))["ops"])
+
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile: with fewer than 100 values, p99 is the largest."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# --- 0. no stray exporter ------------------------------------------------------------------
+
+
+class StrayExporter(Exception):
+    """BPF programs named like the exporter's are loaded outside the benchmark's control."""
+
+
+def loaded_programs_json() -> str:
+    return subprocess.run(
+        ["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+Holders = dict[int, list[tuple[str, int]]]  # program id: the (comm, pid) holding its FD
+
+
+def stray_programs(bpftool_json: str, holders: Holders | None = None, ours: int = 0) -> list[str]:
+    """The loaded programs named like netsnoop-exporter's (``bpftool -j prog show``) but those
+    held by process ``ours`` alone, each with its holders (bpftool's ``pids``, else
+    ``holders``): any of them adds its cost to the overhead a run measures."""
+    strays = []
+    for program in json.loads(bpftool_json):
+        name = program.get("name", "")
+        held_by = [(pid["comm"], pid["pid"]) for pid in program.get("pids", [])]
+        held_by = held_by or (holders or {}).get(program["id"], [])
+        if name.startswith(OUR_PROGRAM_PREFIX) and {pid for _, pid in held_by} != {ours}:
+            holding = ", ".join(f"{comm} pid {pid}" for comm, pid in held_by)
+            strays.append(
+                f"id {program['id']} {name} ({program.get('type', '?')})"
+                + (f", held by {holding}" if holding else "")
+            )
+    return strays
+
+
+def program_holders() -> Holders:
+    """The processes holding each BPF program's FD, from /proc (bpftool lists them only when
+    built with its pid iterator)."""
+    holders: Holders = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                comm = (proc / "comm").read_text().strip()
+                for program_id in process_programs(int(proc.name)):
+                    holders.setdefault(program_id, []).append((comm, int(proc.name)))
+    return holders
+
+
+def refuse_strays(wait: float = 0.0, ours: int = 0) -> None:
+    """Raise StrayExporter if programs of an exporter are loaded other than those of process
+    ``ours`` (the one being measured), after waiting up to ``wait`` seconds for the ones of
+    an exporter the benchmark just stopped to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        listing = loaded_programs_json()
+        if not stray_programs(listing, program_holders() if ours else None, ours):
+            return
+        if time.monotonic() >= deadline:
+            raise StrayExporter(
+                "BPF programs named like netsnoop-exporter's are loaded; another exporter would "
+                "add its cost to every figure. Stop it, then rerun:\n  "
+                + "\n  ".join(stray_programs(listing, program_holders(), ours))
+            )
+        time.sleep(0.2)
 
 
 # --- 1. overhead on the traced workload ------------------------------------------------------
@@ -110,8 +184,10 @@ def interleaved(
                 continue
             try:
                 traced = load.throughput(workload, seconds)
+                refuse_strays(STRAY_WAIT_S, ours=tool.pid)  # nothing else ran beside it
             finally:
                 tool.stop()
+            refuse_strays(STRAY_WAIT_S)  # the baseline after it runs with none of ours
             after = load.throughput(workload, seconds)
             results[tool.name].traced.append(traced)
             results[tool.name].ratios.append(traced / ((baselines[-1] + after) / 2))
@@ -173,11 +249,45 @@ def netsnoop_program_costs(before: str, after: str) -> list[ProgramCost]:
     ]
 
 
+@dataclass
+class WorkloadCost:
+    """What one tool's BPF programs cost the kernel over one workload run, and the tool's own
+    CPU meanwhile."""
+
+    tool: str
+    workload: str
+    operations: int  # connections (churn) or datagrams (udp) the workload made
+    programs: list[ProgramCost]
+    cpu_share: float  # the tool's CPU seconds per second of the run (1.0 = one core)
+
+    @property
+    def runs(self) -> int:
+        return sum(program.runs for program in self.programs)
+
+    @property
+    def ns_per_operation(self) -> float | None:
+        """Kernel time of all the tool's programs per connection or datagram: the programs
+        see every event on the machine, so other traffic meanwhile adds to it."""
+        total = sum(program.run_time_ns for program in self.programs)
+        return total / self.operations if self.operations else None
+
+
+def netsnoop_workload_cost(
+    exporter: Netsnoop, load: Load, workload: str, seconds: float
+) -> WorkloadCost:
+    """The exporter's program costs (its own self-metrics) and CPU over one workload run."""
+    before = exporter.metrics()
+    cpu_before = cpu_seconds(exporter.pid)
+    made = load.operations(workload, seconds)
+    cpu_share = (cpu_seconds(exporter.pid) - cpu_before) / seconds
+    costs = netsnoop_program_costs(before, exporter.metrics())
+    return WorkloadCost(exporter.name, workload, made, costs, cpu_share)
+
+
 def bpftool_names() -> dict[int, str]:
-    out = subprocess.run(
-        ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
-    ).stdout
-    return {program["id"]: program.get("name", "") for program in json.loads(out)}
+    return {
+        program["id"]: program.get("name", "") for program in json.loads(loaded_programs_json())
+    }
 
 
 def process_programs(pid: int) -> dict[int, ProgramRunStats]:
@@ -194,18 +304,18 @@ def process_programs(pid: int) -> dict[int, ProgramRunStats]:
     return programs
 
 
-def peer_program_costs(tool, workload: Callable[[], object]) -> list[ProgramCost]:
-    """A peer's per-program run time and count deltas over the workload, from the fdinfo of
-    the program FDs its process holds."""
+def peer_workload_cost(tool, load: Load, workload: str, seconds: float) -> WorkloadCost:
+    """A peer's per-program run time and count deltas over one workload run, from the fdinfo
+    of the program FDs its process holds, and its CPU meanwhile."""
     tool.start()
     try:
-        before = process_programs(tool.pid)
-        workload()
-        after = process_programs(tool.pid)
+        before, cpu_before = process_programs(tool.pid), cpu_seconds(tool.pid)
+        made = load.operations(workload, seconds)
+        after, cpu_after = process_programs(tool.pid), cpu_seconds(tool.pid)
         names = bpftool_names()  # while the programs are still loaded
     finally:
         tool.stop()
-    return [
+    costs = [
         ProgramCost(
             tool.name,
             names.get(program_id) or str(program_id),
@@ -215,6 +325,7 @@ def peer_program_costs(tool, workload: Callable[[], object]) -> list[ProgramCost
         for program_id, stats in sorted(after.items())
         if program_id in before
     ]
+    return WorkloadCost(tool.name, workload, made, costs, (cpu_after - cpu_before) / seconds)
 
 
 # --- 4. footprint -----------------------------------------------------------------------
@@ -250,35 +361,34 @@ class Footprint:
     startup_seconds: float
     rss_started: dict[str, int]
     rss_steady: dict[str, int]
-    cpu_share: float  # the exporter's CPU seconds per second of churn (1.0 = one core)
     churn_seconds: float
     bcc_import_rss: int
-    costs: list[ProgramCost]
+    costs: list[WorkloadCost]  # the churn the steady RSS follows, then a udp run
 
 
-def footprint_and_costs(load: Load, churn_seconds: float) -> Footprint:
-    """A fresh exporter with bpf_stats on: time to /healthz, RSS after start, then the churn
-    for ``churn_seconds`` (scraped every second) and RSS, CPU and per-program cost over it."""
-    exporter = Netsnoop()
+def footprint_and_costs(load: Load, churn_seconds: float, udp_seconds: float) -> Footprint:
+    """A fresh exporter with the bundled default config and bpf_stats on: time to /healthz,
+    RSS after start, then the churn for ``churn_seconds`` (scraped every second) and RSS, CPU
+    and per-program cost over it, then the same costs over a udp run."""
+    refuse_strays(STRAY_WAIT_S)
+    exporter = Netsnoop()  # no config file: the exporter's default, config/netsnoop.yaml
     with bpf_stats_on():
         exporter.start()
         try:
             started = process_status(exporter.pid)
-            before, cpu_before = exporter.metrics(), cpu_seconds(exporter.pid)
-            load.throughput("churn", churn_seconds)
-            cpu_share = (cpu_seconds(exporter.pid) - cpu_before) / churn_seconds
-            after = exporter.metrics()
+            churn = netsnoop_workload_cost(exporter, load, "churn", churn_seconds)
             steady = process_status(exporter.pid)
+            udp = netsnoop_workload_cost(exporter, load, "udp", udp_seconds)
+            refuse_strays(STRAY_WAIT_S, ours=exporter.pid)
         finally:
             exporter.stop()
     return Footprint(
         exporter.startup_seconds,
         started,
         steady,
-        cpu_share,
         churn_seconds,
         bcc_import_rss(),
-        netsnoop_program_costs(before, after),
+        [churn, udp],
     )
 
 
@@ -329,6 +439,7 @@ def scrape_costs(load: Load, levels: Sequence[int], scrapes: int) -> list[Scrape
     under GENERATOR_COMMS thread names. Each port gives GENERATOR_COMMS outbound "refused"
     series (one per comm); the inbound side folds into port="other" (the default port
     policy). Levels add ports cumulatively."""
+    refuse_strays(STRAY_WAIT_S)
     exporter = Netsnoop(SCRAPE_CONFIG)
     results = []
     ports = 0
@@ -348,6 +459,7 @@ def scrape_costs(load: Load, levels: Sequence[int], scrapes: int) -> list[Scrape
                     results[-1].series,
                     results[-1].median * 1e3,
                 )
+            refuse_strays(STRAY_WAIT_S, ours=exporter.pid)
         finally:
             exporter.stop()
     return results

@@ -1,17 +1,28 @@
 /* Helpers shared by every netsnoop BPF program.
  *
- * The loader pastes this file in front of each program rather than #including it, because
- * bcc rewrites map calls (map.lookup(...)) only in the main source text. Before it come the
- * tracepoint argument structs (struct tp_<category>_<event>), built from
- * the running kernel's format files, and defines HAVE_TP_<category>_<event> for each tracepoint
- * that exists, so a program compiles only the handlers its kernel can attach.
+ * The loader (exporter/kernel/bpf.py) compiles the sources of all enabled collectors as one
+ * bcc module: this file once, each shared header (socket_owners.h, watch.h...) once, then each
+ * collector's source, pasted rather than #included because bcc rewrites map calls
+ * (map.lookup(...)) only in the main source text. Before it come the tracepoint argument
+ * structs (struct tp_<category>_<event>), built from the running kernel's format files; each
+ * section then sees HAVE_TP_<category>_<event> for the tracepoints its handlers can use, and
+ * its collector's values as defines, #undef'd after it.
  */
 #ifndef NETSNOOP_COMMON_H
 #define NETSNOOP_COMMON_H
 
+/* A handler of a tracepoint: an inlined part of the one program the loader writes per
+ * tracepoint, which calls every enabled collector's handler in turn, so an event costs one
+ * program run however many collectors count it. NS_PART (the section's collector or shared
+ * header) makes the names distinct: tcp_connections__on_inet_sock_set_state. */
+#define NS_PASTE_(part, function) part##__##function
+#define NS_PASTE(part, function) NS_PASTE_(part, function)
+#define NS_HANDLER(category, event) \
+    static __always_inline int NS_PASTE(NS_PART, on_##event)(struct tp_##category##_##event *args)
+
 #define NS_TASK_COMM_LEN 16
 
-/* Index = the map's position in the collector's MAPS list; per-CPU so no atomics are needed. */
+/* Index = MAP_<NAME>, the map's position among the module's maps; per-CPU: no atomics. */
 BPF_PERCPU_ARRAY(map_update_failures, u64, NS_MAP_COUNT);
 
 static __always_inline void note_update_failure(u32 map_index)
@@ -36,10 +47,10 @@ static __always_inline u32 current_epoch(void)
 #ifdef NS_PORT_FOLD
 /* The port policy (docs/security.md), applied here rather than in userspace so that a scan of
  * every port costs a bounded number of keys: userspace writes one flag byte per port
- * (exporter/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
+ * (exporter/core/cardinality.py PortPolicy.kernel_flags), and a folded port is counted as port 0,
  * which userspace shows as port="other". */
 /* PORT_OTHER, PORT_FOLD_ALWAYS (ephemeral and not kept) and PORT_FOLD_REFUSED_INBOUND (not
- * kept: folded when nothing listens there) come from exporter/cardinality.py as defines. */
+ * kept: folded when nothing listens there) come from exporter/core/cardinality.py as defines. */
 BPF_ARRAY(port_fold, u8, 65536);
 
 static __always_inline u16 fold_port(u16 port, int refused_inbound)

@@ -22,7 +22,7 @@ struct drop_key_t {
 BPF_HASH(drops, struct drop_key_t, u64, DROPS_MAP_SIZE);
 
 #ifdef HAVE_TP_skb_kfree_skb
-int on_kfree_skb(struct tp_skb_kfree_skb *args)
+NS_HANDLER(skb, kfree_skb)
 {
     struct drop_key_t key = {};
 #ifdef KFREE_SKB_HAS_REASON

@@ -27,7 +27,7 @@ static __always_inline void remember_name(u32 pid)
 }
 
 #ifdef HAVE_TP_sched_sched_process_fork
-int on_sched_process_fork(struct tp_sched_sched_process_fork *args)
+NS_HANDLER(sched, sched_process_fork)
 {
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     u32 child = args->child_pid;
@@ -39,7 +39,7 @@ int on_sched_process_fork(struct tp_sched_sched_process_fork *args)
 #endif
 
 #ifdef HAVE_TP_sched_sched_process_exec
-int on_sched_process_exec(struct tp_sched_sched_process_exec *args)
+NS_HANDLER(sched, sched_process_exec)
 {
     remember_name(bpf_get_current_pid_tgid() >> 32);
     return 0;

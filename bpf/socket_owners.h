@@ -7,11 +7,11 @@
  * direction and the port as netsnoop_tcp_connections_total has them: the remote port of an
  * outbound connection, the local service port of an inbound one.
  *
- * Pasted by the loader after common.h (bcc rewrites map calls only in the main text); each
- * collector that pastes it holds its own copy of the maps. It brings the two handlers that keep
- * them (on_inet_sock_set_state, on_tcp_destroy_sock: OWNER_PROGRAMS in
- * exporter/collectors/socket_owners.py); the collector lists the two maps first in its
- * map_names.
+ * Pasted once into the module, after common.h (bcc rewrites map calls only in the main text):
+ * the collectors that use it (OWNER_PROGRAMS in exporter/collectors/socket_owners.py) share one
+ * copy of the maps and of the two handlers that keep them (on_inet_sock_set_state,
+ * on_tcp_destroy_sock), which run before theirs. Compiled apart (after a failed compile of all
+ * collectors together), each collector holds its own copy.
  */
 #define OWNER_IPPROTO_TCP 6
 #define OWNER_ST_ESTABLISHED 1
@@ -187,7 +187,7 @@ static __always_inline void owned_key(const struct socket_owner_t *who, u8 extra
 }
 
 #ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
+NS_HANDLER(sock, inet_sock_set_state)
 {
     track_socket_state(args);
     return 0;
@@ -195,7 +195,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_destroy_sock
-int on_tcp_destroy_sock(struct tp_tcp_tcp_destroy_sock *args)
+NS_HANDLER(tcp, tcp_destroy_sock)
 {
     u64 skaddr = (u64)args->skaddr;
     socket_owners.delete(&skaddr);

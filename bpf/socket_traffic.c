@@ -50,7 +50,7 @@ static __always_inline void count_bytes(u8 direction, u16 family, u16 protocol, 
 }
 
 #ifdef HAVE_TP_sock_sock_send_length
-int on_sock_send_length(struct tp_sock_sock_send_length *args)
+NS_HANDLER(sock, sock_send_length)
 {
     count_bytes(DIR_SENT, args->family, args->protocol, args->ret);
     return 0;
@@ -58,7 +58,7 @@ int on_sock_send_length(struct tp_sock_sock_send_length *args)
 #endif
 
 #ifdef HAVE_TP_sock_sock_recv_length
-int on_sock_recv_length(struct tp_sock_sock_recv_length *args)
+NS_HANDLER(sock, sock_recv_length)
 {
     if (args->flags & MSG_PEEK_FLAG)
         return 0;

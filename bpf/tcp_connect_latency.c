@@ -48,7 +48,7 @@ static __always_inline void add_duration(struct duration_key_t *key, u64 amount)
 }
 
 #ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
+NS_HANDLER(sock, inet_sock_set_state)
 {
     if (args->protocol != LATENCY_IPPROTO_TCP)
         return 0;

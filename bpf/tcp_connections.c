@@ -138,7 +138,7 @@ static __always_inline u32 fold_peer(u16 family, const u8 *v4, const u8 *v6)
 }
 
 #ifdef HAVE_TP_sock_inet_sock_set_state
-int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
+NS_HANDLER(sock, inet_sock_set_state)
 {
     if (args->protocol != IPPROTO_TCP_NUM)
         return 0;
@@ -237,7 +237,7 @@ int on_inet_sock_set_state(struct tp_sock_inet_sock_set_state *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_receive_reset
-int on_tcp_receive_reset(struct tp_tcp_tcp_receive_reset *args)
+NS_HANDLER(tcp, tcp_receive_reset)
 {
     u64 skaddr = (u64)args->skaddr;
     struct attempt_t *attempt = connecting.lookup(&skaddr);
@@ -248,7 +248,7 @@ int on_tcp_receive_reset(struct tp_tcp_tcp_receive_reset *args)
 #endif
 
 #ifdef HAVE_TP_sock_inet_sk_error_report
-int on_inet_sk_error_report(struct tp_sock_inet_sk_error_report *args)
+NS_HANDLER(sock, inet_sk_error_report)
 {
     if (args->protocol != IPPROTO_TCP_NUM)
         return 0;
@@ -274,7 +274,7 @@ int on_inet_sk_error_report(struct tp_sock_inet_sk_error_report *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_send_reset
-int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
+NS_HANDLER(tcp, tcp_send_reset)
 {
     if (args->skaddr)
         return 0;  /* an RST from a socket, not for a port nobody listens on */

@@ -27,7 +27,7 @@ static __always_inline void count_reset(const struct socket_owner_t *who, u8 sid
 }
 
 #ifdef HAVE_TP_tcp_tcp_send_reset
-int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
+NS_HANDLER(tcp, tcp_send_reset)
 {
     if (!args->skaddr)
         return 0;  /* no socket: a refused connection, not a reset of one */
@@ -44,7 +44,7 @@ int on_tcp_send_reset(struct tp_tcp_tcp_send_reset *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_receive_reset
-int on_tcp_receive_reset(struct tp_tcp_tcp_receive_reset *args)
+NS_HANDLER(tcp, tcp_receive_reset)
 {
     struct socket_owner_t who = {};
     socket_owner((u64)args->skaddr, args->sport, args->dport, &who);

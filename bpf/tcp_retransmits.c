@@ -29,7 +29,7 @@ static __always_inline void count_retransmits(const struct socket_owner_t *who, 
 }
 
 #ifdef HAVE_TP_tcp_tcp_retransmit_skb
-int on_tcp_retransmit_skb(struct tp_tcp_tcp_retransmit_skb *args)
+NS_HANDLER(tcp, tcp_retransmit_skb)
 {
     if (args->err)
         return 0;  /* not sent (e.g. the qdisc refused it): the kernel does not count it */
@@ -49,7 +49,7 @@ int on_tcp_retransmit_skb(struct tp_tcp_tcp_retransmit_skb *args)
 #endif
 
 #ifdef HAVE_TP_tcp_tcp_retransmit_synack
-int on_tcp_retransmit_synack(struct tp_tcp_tcp_retransmit_synack *args)
+NS_HANDLER(tcp, tcp_retransmit_synack)
 {
     struct socket_owner_t who = {};
     listener_owner((u64)args->skaddr, args->sport, &who);

@@ -115,7 +115,7 @@ static __always_inline void end_send(void)
 }
 
 #ifdef HAVE_TP_syscalls_sys_enter_sendto
-int on_sys_enter_sendto(struct tp_syscalls_sys_enter_sendto *args)
+NS_HANDLER(syscalls, sys_enter_sendto)
 {
     struct sending_t send = {};
     read_sockaddr(args->addr, &send.destination);
@@ -126,7 +126,7 @@ int on_sys_enter_sendto(struct tp_syscalls_sys_enter_sendto *args)
 #endif
 
 #ifdef HAVE_TP_syscalls_sys_enter_sendmsg
-int on_sys_enter_sendmsg(struct tp_syscalls_sys_enter_sendmsg *args)
+NS_HANDLER(syscalls, sys_enter_sendmsg)
 {
     struct sending_t send = {};
     read_msghdr_name(args->msg, &send.destination);
@@ -137,7 +137,7 @@ int on_sys_enter_sendmsg(struct tp_syscalls_sys_enter_sendmsg *args)
 #endif
 
 #ifdef HAVE_TP_syscalls_sys_enter_sendmmsg
-int on_sys_enter_sendmmsg(struct tp_syscalls_sys_enter_sendmmsg *args)
+NS_HANDLER(syscalls, sys_enter_sendmmsg)
 {
     struct sending_t send = {};  /* each message may name its own address */
     send.mmsg = args->mmsg;
@@ -147,7 +147,7 @@ int on_sys_enter_sendmmsg(struct tp_syscalls_sys_enter_sendmmsg *args)
 #endif
 
 #ifdef HAVE_TP_syscalls_sys_exit_sendto
-int on_sys_exit_sendto(struct tp_syscalls_sys_exit_sendto *args)
+NS_HANDLER(syscalls, sys_exit_sendto)
 {
     end_send();
     return 0;
@@ -155,7 +155,7 @@ int on_sys_exit_sendto(struct tp_syscalls_sys_exit_sendto *args)
 #endif
 
 #ifdef HAVE_TP_syscalls_sys_exit_sendmsg
-int on_sys_exit_sendmsg(struct tp_syscalls_sys_exit_sendmsg *args)
+NS_HANDLER(syscalls, sys_exit_sendmsg)
 {
     end_send();
     return 0;
@@ -163,7 +163,7 @@ int on_sys_exit_sendmsg(struct tp_syscalls_sys_exit_sendmsg *args)
 #endif
 
 #ifdef HAVE_TP_syscalls_sys_exit_sendmmsg
-int on_sys_exit_sendmmsg(struct tp_syscalls_sys_exit_sendmmsg *args)
+NS_HANDLER(syscalls, sys_exit_sendmmsg)
 {
     end_send();
     return 0;
@@ -198,7 +198,7 @@ static __always_inline void watch_send(void *ctx, const struct destination_t *de
 }
 
 #ifdef HAVE_TP_sock_sock_send_length
-int on_sock_send_length(struct tp_sock_sock_send_length *args)
+NS_HANDLER(sock, sock_send_length)
 {
     if (args->protocol != IPPROTO_UDP_NUM)
         return 0;

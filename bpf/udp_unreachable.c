@@ -21,7 +21,7 @@ struct unreachable_key_t {
 BPF_HASH(unreachable, struct unreachable_key_t, u64, UNREACHABLE_MAP_SIZE);
 
 #ifdef HAVE_TP_icmp_icmp_send
-int on_icmp_send(struct tp_icmp_icmp_send *args)
+NS_HANDLER(icmp, icmp_send)
 {
     if (args->type != ICMP_DEST_UNREACH_NUM || args->code != ICMP_PORT_UNREACH_NUM)
         return 0;

@@ -2,9 +2,10 @@
  * userspace as events (exporter/watch.py writes them to the event log and runs hooks); all
  * other traffic never leaves the kernel's counters.
  *
- * Pasted by the loader after common.h into every program that emits watch events, so its
- * map calls are rewritten by bcc like the program's own. Userspace fills `watch_rules` (an
- * LPM trie over {protocol, direction, port, remote address}) and `watch_limits`.
+ * Pasted once into the module, after common.h, when a collector emits watch events (its map
+ * calls are then rewritten by bcc like the collectors' own); those collectors share its maps
+ * and its one event buffer. Userspace fills `watch_rules` (an LPM trie over {protocol,
+ * direction, port, remote address}) and `watch_limits`.
  */
 
 /* WATCH_MAX_RULES, WATCH_DIR_* and WATCH_PROTO_* come from exporter/watch.py as defines. */

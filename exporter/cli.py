@@ -17,7 +17,7 @@ from exporter.collectors.registry import configurable_collectors, with_collector
 from exporter.config import Config, ConfigError, default_config_path, load_config
 from exporter.kernel import hostfs
 from exporter.kernel.preflight import EnvironmentProblem, check_environment
-from exporter.otlp import (
+from exporter.outputs.otlp import (
     OtlpOutput,
     OtlpSettingsError,
     missing_package_problem,
@@ -25,10 +25,10 @@ from exporter.otlp import (
     resource_attributes,
     sdk_modules,
 )
-from exporter.prometheus import Exposition
+from exporter.outputs.prometheus import Exposition
+from exporter.outputs.web import ExporterServer, Limits, ListenAddressError, parse_listen_address
+from exporter.outputs.webconfig import load_web_config, parse_duration
 from exporter.runtime import Exporter
-from exporter.web import ExporterServer, Limits, ListenAddressError, parse_listen_address
-from exporter.webconfig import load_web_config, parse_duration
 
 log = logging.getLogger("netsnoop")
 

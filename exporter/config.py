@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -46,8 +46,15 @@ __all__ = [  # the building blocks, for modules that take the whole config
     "parse_port_range",
 ]
 
-# collectors: one key per registered collector, with the model it declares.
-CollectorsConfig = collectors_model()
+if TYPE_CHECKING:
+
+    class CollectorsConfig(StrictModel):
+        """Its fields are the registered collectors, known only at run time: read a section
+        with exporter.collectors.registry.collector_settings, which gives it its type."""
+
+else:
+    # collectors: one key per registered collector, with the model it declares.
+    CollectorsConfig = collectors_model()
 
 
 class Config(StrictModel):

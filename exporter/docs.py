@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel
 
 from exporter.collectors.registry import CollectorSpec, registered_collectors
-from exporter.metrics import EXPORTER_METRICS, MetricSpec
-from exporter.otlp import OtlpMetric, attribute_name
+from exporter.core.metrics import EXPORTER_METRICS, MetricSpec
+from exporter.outputs.otlp import OtlpMetric, attribute_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,28 +65,28 @@ def _attribute(label: str, metric: OtlpMetric) -> str:
 
 def otlp_table(specs: Iterable[MetricSpec]) -> list[str]:
     """One row per OTLP name; families that share it are listed with their constants."""
-    groups: dict[str, list[MetricSpec]] = {}
+    groups: dict[str, list[tuple[MetricSpec, OtlpMetric]]] = {}
     for spec in specs:
         if spec.otlp is not None:  # a histogram: not exported over OTLP
-            groups.setdefault(spec.otlp.name, []).append(spec)
+            groups.setdefault(spec.otlp.name, []).append((spec, spec.otlp))
     lines = [
         "| OTLP metric | Type | Unit | Prometheus metric | Attributes |",
         "|---|---|---|---|---|",
     ]
     for name, group in groups.items():
-        first = group[0]
-        shared = set(first.otlp.constant).intersection(*(set(s.otlp.constant) for s in group))
+        first, otlp = group[0]
+        shared = set(otlp.constant).intersection(*(set(other.constant) for _, other in group))
         prometheus = ", ".join(
             f"`{spec.exposed_name}`"
-            + "".join(f" (`{k}={v}`)" for k, v in spec.otlp.constant if (k, v) not in shared)
-            for spec in group
+            + "".join(f" (`{k}={v}`)" for k, v in other.constant if (k, v) not in shared)
+            for spec, other in group
         )
-        attributes = [f"`{k}={v}`" for k, v in first.otlp.constant if (k, v) in shared]
-        attributes += [f"`{k}`" for k, _ in first.otlp.constant if (k, _) not in shared]
-        attributes += [_attribute(label, first.otlp) for label in first.labels]
+        attributes = [f"`{k}={v}`" for k, v in otlp.constant if (k, v) in shared]
+        attributes += [f"`{k}`" for k, _ in otlp.constant if (k, _) not in shared]
+        attributes += [_attribute(label, otlp) for label in first.labels]
         if first.optional_labels:
             attributes.append("`k8s.*`")
-        unit = f"`{first.otlp.unit}`" if first.otlp.unit else ""
+        unit = f"`{otlp.unit}`" if otlp.unit else ""
         lines.append(_row((f"`{name}`", first.kind, unit, prometheus, ", ".join(attributes))))
     return lines
 

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 LEVELS = {
@@ -33,7 +33,7 @@ def level_name(levelno: int) -> str:
 
 
 def fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, str]:
-    timestamp = datetime.fromtimestamp(record.created, timezone.utc)
+    timestamp = datetime.fromtimestamp(record.created, UTC)
     event = {
         "ts": timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "level": level_name(record.levelno),

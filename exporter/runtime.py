@@ -10,14 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.cardinality import SeriesBudget
-from exporter.collectors.base import Collector
+from exporter.collectors.base import BpfCollector, Collector, start_bpf_collectors
 from exporter.collectors.registry import enabled_collectors
 from exporter.config import Config
-from exporter.kernel import btf
-from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
-from exporter.kernel.bpf_stats import stats_enabled
-from exporter.metrics import (
+from exporter.core.cardinality import SeriesBudget
+from exporter.core.metrics import (
     BUILD_INFO,
     COLLECTOR_DURATION,
     COLLECTOR_SUCCESS,
@@ -31,8 +28,11 @@ from exporter.metrics import (
     PROGRAM_RUNS,
     SCRAPE_DURATION,
 )
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.kernel import btf, sockets
+from exporter.kernel.bpf import BpfLoadError, bcc_version, release_compiler_memory
+from exporter.kernel.bpf_stats import stats_enabled
 from exporter.services import SharedServices
-from exporter.snapshot import MetricFamily, SnapshotSource
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +126,31 @@ class Exporter:
 
     def start(self) -> None:
         """Load every collector; one that cannot load is reported, the rest still serve."""
+        began = time.monotonic()
+        threading.Thread(target=sockets.import_sock_diag, name="import", daemon=True).start()
+        bpf_collectors = [c for c in self.collectors if isinstance(c, BpfCollector)]
+        failed = (
+            start_bpf_collectors(bpf_collectors, bpf_collectors[0].tracefs)
+            if bpf_collectors
+            else {}
+        )
+        if bpf_collectors:
+            log.info(
+                "BPF programs of %d collectors compiled and attached in %.2fs",
+                len(bpf_collectors),
+                time.monotonic() - began,
+            )
         for collector in self.collectors:
-            began = time.monotonic()
-            try:
-                collector.start()
-            except BpfLoadError as error:
-                log.error("collector %s disabled: %s", collector.name, error)
+            if not isinstance(collector, BpfCollector):
+                try:
+                    collector.start()
+                except BpfLoadError as error:
+                    failed[collector.name] = str(error)
+            if collector.name in failed:
+                log.error("collector %s disabled: %s", collector.name, failed[collector.name])
                 continue
             collector.apply_port_policy(self.budget.ports)
             self._started.append(collector)
-            log.info("collector %s ready in %.2fs", collector.name, time.monotonic() - began)
         release_compiler_memory()
         # The collectors have their struct offsets: the parsed BTF (several MB) can go.
         self.btf_available = btf.kernel_btf() is not None

@@ -7,23 +7,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from exporter.collectors.registry import collector_settings
 from exporter.listeners import ListenerDirectory
 
 if TYPE_CHECKING:
     from exporter.config import Config
-    from exporter.workloads import WorkloadLabeler
+    from exporter.kubernetes.workloads import WorkloadLabeler
 
 
 class SharedServices:
     def __init__(self, config: Config) -> None:
         self._kubernetes = config.kubernetes
         self._workloads: WorkloadLabeler | None = None
-        self.listeners = ListenerDirectory(config.collectors.listen_queue.max_namespaces)
+        # imported here: listen_queue imports this module
+        from exporter.collectors.listen_queue import ListenQueueSettings
+
+        listen_queue = collector_settings(config, "listen_queue", ListenQueueSettings)
+        self.listeners = ListenerDirectory(listen_queue.max_namespaces)
 
     def workloads(self) -> WorkloadLabeler:
         """Made on first use (kubernetes.enabled): it may start the pod watch."""
         if self._workloads is None:
-            from exporter.pod_watch import workload_labeler
+            from exporter.kubernetes.pod_watch import workload_labeler
 
             self._workloads = workload_labeler(self._kubernetes)
         return self._workloads

@@ -87,7 +87,7 @@ class PortsConfig(StrictModel):
     """Which port label values keep their own series (docs/security.md, Port policy)."""
 
     keep: list[int | str] = Field(
-        default_factory=lambda: list(DEFAULT_KEPT_PORTS),
+        list(DEFAULT_KEPT_PORTS),  # copied per instance by pydantic
         description='Ports and "low-high" ranges that always keep their own series, even past '
         "the budget.",
     )

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from exporter.kernel.bpf import enum_defines
@@ -83,8 +83,8 @@ def trie_entries(rules: Sequence[WatchRule]) -> list[TrieEntry]:
     entries = []
     for (protocol, direction, port), by_network in networks.items():
         for network in by_network:
-            rule = min(i for other, i in by_network.items() if network.subnet_of(other))
-            entries.append(TrieEntry(protocol, direction, port, network, rule))
+            first = min(i for other, i in by_network.items() if network.subnet_of(other))
+            entries.append(TrieEntry(protocol, direction, port, network, first))
     return entries
 
 
@@ -182,7 +182,7 @@ def endpoint(addr: bytes, port: int) -> str | None:
 
 
 def rfc3339(wall_seconds: float) -> str:
-    moment = datetime.fromtimestamp(wall_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(wall_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

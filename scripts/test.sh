@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs the whole suite: lint, unit tests, and the end-to-end
-# tests that load the real BPF programs (they need root; elsewhere they skip with the reason).
+# Installs what the tests need and runs the whole suite: lint, type check, unit tests, and the
+# end-to-end tests that load the real BPF programs (they need root; elsewhere they skip with the
+# reason).
 # Usage: scripts/test.sh [pytest args...]
 set -euo pipefail
 
@@ -31,4 +32,5 @@ fi
 VENV=${NETSNOOP_VENV:-$ROOT/.venv}
 "$VENV/bin/ruff" check exporter tests dashboards bench
 "$VENV/bin/ruff" format --check exporter tests dashboards bench
+"$VENV/bin/mypy"  # [tool.mypy] in pyproject.toml: what it checks, with the pydantic plugin
 exec "$VENV/bin/python" -m pytest "$@"

@@ -330,7 +330,7 @@ def bpf_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (loads BPF programs)"
     try:
-        import bcc  # noqa: F401
+        import bcc  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return "needs bcc (Debian python3-bpfcc) importable from this python"
     from exporter.kernel.preflight import headers_problem

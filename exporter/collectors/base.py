@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from exporter.cardinality import port_fold_defines
-from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
+from exporter.core.cardinality import port_fold_defines
+from exporter.core.snapshot import MetricFamily
+from exporter.kernel import btf
+from exporter.kernel.bpf import (
+    BpfLoadError,
+    BpfModule,
+    BpfPart,
+    BpfProgram,
+    ProgramSpec,
+)
 from exporter.kernel.bpf_stats import ProgramRunStats
 from exporter.kernel.counters import EpochCounters
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
-    from exporter.cardinality import PortPolicy
     from exporter.config import Config
+    from exporter.core.cardinality import PortPolicy
+    from exporter.kubernetes.workloads import WorkloadLabeler
     from exporter.services import SharedServices
-    from exporter.workloads import WorkloadLabeler
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,8 @@ class Collector(ABC):
 
 
 class BpfCollector(Collector):
-    """A collector backed by one BPF source file: ``bpf/<source_file>``.
+    """A collector backed by one BPF source file: ``bpf/<source_file>``, compiled with the
+    other collectors' into one module (start_bpf_collectors).
 
     ``map_names`` numbers the maps for ``map_update_failures``: the source gets each index as
     ``MAP_<NAME>``, with the other values both sides share (``NO_UID``, the port-fold flags).
@@ -95,6 +106,9 @@ class BpfCollector(Collector):
     emits_watch_events: ClassVar[bool] = False
     # The program calls fold_port (bpf/common.h): its port_fold map holds the port policy.
     folds_ports: ClassVar[bool] = False
+    # Kernel struct members it reads, as {define: (struct, member)}: their offsets in the
+    # running kernel's BTF are module-wide defines (common.h's socket_netns reads some).
+    kernel_members: ClassVar[Mapping[str, tuple[str, str]]] = {}
 
     def __init__(self, tracefs: Tracefs | None = None) -> None:
         self._tracefs = tracefs
@@ -115,28 +129,45 @@ class BpfCollector(Collector):
         """Preprocessor values for the BPF source (map sizes, kernel-specific numbers)."""
         return {}
 
-    def start(self) -> None:
-        defines: dict[str, int | str] = {
-            "NS_MAP_COUNT": len(self.map_names),
-            **enum_defines("MAP", self.map_names),
-            "NO_UID": f"{NO_UID:#x}U",
-            **self.defines(),
-        }
+    def bpf_part(self) -> BpfPart:
+        """What this collector adds to the module the exporter compiles once for all."""
+        module_defines: dict[str, int | str] = {"NO_UID": f"{NO_UID:#x}U", **self.kernel_offsets()}
         if self.folds_ports:
-            defines.update(NS_PORT_FOLD=1, **port_fold_defines())
+            module_defines.update(NS_PORT_FOLD=1, **port_fold_defines())
         if self.cgroup_labels:
-            defines["NS_CGROUP_LABELS"] = 1  # common.h's current_owner records the cgroup
-        programs = [
+            module_defines["NS_CGROUP_LABELS"] = 1  # common.h's current_owner records the cgroup
+        programs = tuple(
             replace(spec, attach_point=self.attach_points.get(spec.name, ""))
             for spec in self.programs
-        ]
-        self.bpf = BpfProgram(
-            self.source_file, programs, defines, self.tracefs, self.shared_sources
         )
+        return BpfPart(
+            self.name,
+            self.source_file,
+            programs,
+            self.map_names,
+            self.defines(),
+            module_defines,
+            self.shared_sources,
+        )
+
+    def kernel_offsets(self) -> dict[str, int]:
+        """The offsets of ``kernel_members``; empty without kernel BTF."""
+        return btf.offset_defines(self.kernel_members)
+
+    def prepare(self) -> None:
+        """Before the compile: whatever ``defines()`` needs."""
+
+    def start(self) -> None:
+        """Compiles this collector alone (the exporter compiles all of them at once:
+        start_bpf_collectors)."""
+        self.prepare()
+        self.loaded(BpfModule([self.bpf_part()], self.tracefs).program(self.name))
+
+    def loaded(self, program: BpfProgram) -> None:
+        """After the compile: the collector's maps are there to fill and read."""
+        self.bpf = program
         if self.counters_map:
-            self.counters = EpochCounters(
-                self.bpf.table(self.counters_map), self.bpf.table("counter_epoch")
-            )
+            self.counters = EpochCounters(program.table(self.counters_map), program.epochs)
 
     def apply_port_policy(self, policy: PortPolicy) -> None:
         if self.folds_ports and self.bpf is not None:
@@ -171,12 +202,12 @@ class BpfCollector(Collector):
             return []
         failures = self.bpf.table("map_update_failures")
         stats = []
-        for index, name in enumerate(self.map_names):
+        for name in self.map_names:
             table = self.bpf.table(name)
             entries = self._entries.get(name)
             if entries is None:
                 entries = len(table.items())  # one syscall per batch
-            lost = failures.per_cpu_sum(index)
+            lost = failures.per_cpu_sum(self.bpf.map_index(name))
             swept = self.swept[name] if name in self.swept_maps else None
             stats.append(MapStats(name, entries, table.max_entries, int(lost), swept))
         return stats
@@ -206,7 +237,30 @@ class PodLabelledCollector(BpfCollector):
         self.cgroup_labels = config.kubernetes.enabled
         self.workloads: WorkloadLabeler | None = None
 
-    def start(self) -> None:
+    def prepare(self) -> None:
         if self.kubernetes.enabled:
             self.workloads = self.services.workloads()
-        super().start()
+
+
+def start_bpf_collectors(collectors: Sequence[BpfCollector], tracefs: Tracefs) -> dict[str, str]:
+    """Compiles the collectors' programs as one bcc module, one compiler run for all. If that
+    fails, each is compiled on its own, so that a broken one disables only itself. Returns
+    why each collector that did not start failed."""
+    for collector in collectors:
+        collector.prepare()
+    try:
+        module = BpfModule([c.bpf_part() for c in collectors], tracefs)
+    except BpfLoadError as error:
+        if len(collectors) <= 1:
+            return {c.name: str(error) for c in collectors}
+        log.warning("compiling the collectors together failed (%s): compiling each alone", error)
+        failed = {}
+        for collector in collectors:
+            try:
+                collector.loaded(BpfModule([collector.bpf_part()], tracefs).program(collector.name))
+            except BpfLoadError as alone:
+                failed[collector.name] = str(alone)
+        return failed
+    for collector in collectors:
+        collector.loaded(module.program(collector.name))
+    return {}

@@ -19,14 +19,14 @@ from pydantic import Field
 
 from exporter.collectors.base import Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.core.metrics import TCP, Kind, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel import cgroups
 from exporter.kernel.sockets import ListeningSocket
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.listeners import ListenerView
-from exporter.metrics import TCP, Kind, MetricSpec, OtlpMetric
 from exporter.services import SharedServices
 from exporter.settings import StrictModel
-from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.kallsyms import KernelSymbols
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
-from exporter.metrics import MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -113,7 +113,7 @@ class PacketDropsCollector(BpfCollector):
         symbols: KernelSymbols | None = None,
     ) -> None:
         super().__init__(tracefs)
-        self.settings = config.collectors.packet_drops
+        self.settings = collector_settings(config, self.name, PacketDropsSettings)
         self.symbols = symbols if symbols is not None else KernelSymbols()
         self.reasons = DropReasons(False)
 

@@ -7,7 +7,7 @@ Each collector module declares itself once, at import::
         summary="ICMP port-unreachable replies to UDP datagrams, by closed port.",
         settings=UdpUnreachableSettings,     # its keys under collectors.udp_unreachable
         factory=UdpUnreachableCollector,     # called with the Config and SharedServices
-        metrics=(UNREACHABLE,),              # MetricSpecs (exporter/metrics.py)
+        metrics=(UNREACHABLE,),              # MetricSpecs (exporter/core/metrics.py)
     ))
 
 From these declarations come the ``collectors:`` section of the config (with its ``enabled``
@@ -22,11 +22,11 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, create_model
 
-from exporter.metrics import MetricSpec
+from exporter.core.metrics import MetricSpec
 from exporter.settings import ConfigError, StrictModel
 
 if TYPE_CHECKING:
@@ -116,6 +116,18 @@ def collectors_model() -> type[StrictModel]:
         model = settings_model(spec)
         fields[spec.name] = (model, model())
     return create_model("CollectorsConfig", __base__=StrictModel, **fields)
+
+
+SettingsT = TypeVar("SettingsT", bound=StrictModel)
+
+
+def collector_settings(config: Config, name: str, settings: type[SettingsT]) -> SettingsT:
+    """``config.collectors.<name>``, typed as the settings model the collector declared (its
+    class is built from that model at run time, so a type checker cannot see the attribute)."""
+    section = getattr(config.collectors, name)
+    if not isinstance(section, settings):
+        raise TypeError(f"collectors.{name} is a {type(section).__name__}, not {settings.__name__}")
+    return section
 
 
 def with_collector_switches(config: Config, switches: dict[str, bool]) -> Config:

@@ -10,23 +10,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
+from exporter.collectors.registry import collector_settings
 from exporter.collectors.tcp_connections import (
     DIRECTIONS,
     NETNS_MEMBERS,
     fill_kernel_owner,
     seed_listener_table,
 )
-from exporter.kernel import btf
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import MetricSpec
+from exporter.core.snapshot import MetricFamily
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.metrics import MetricSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
-from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 OWNER_LABEL_NAMES = ("direction", "port", "comm", "uid")
 # The two handlers socket_owners.h brings into every owner-tracking program, ahead of its own.
 OWNER_PROGRAMS = (
-    ProgramSpec("sock:inet_sock_set_state", ("skaddr", "oldstate", "newstate", "protocol")),
-    ProgramSpec("tcp:tcp_destroy_sock", ("skaddr",)),
+    ProgramSpec(
+        "sock:inet_sock_set_state",
+        ("skaddr", "oldstate", "newstate", "protocol"),
+        source="socket_owners.h",
+    ),
+    ProgramSpec("tcp:tcp_destroy_sock", ("skaddr",), source="socket_owners.h"),
 )
 OWNER_MAPS = ("socket_owners", "listener_owners")  # first in map_names: MAP_* of socket_owners.h
 
@@ -80,7 +84,9 @@ class SocketOwnerCollector(PodLabelledCollector):
 
     shared_sources: ClassVar[tuple[str, ...]] = ("socket_owners.h",)
     folds_ports: ClassVar[bool] = True
+    kernel_members = NETNS_MEMBERS
     extra_values: ClassVar[tuple[str, ...]]  # its label value; index = the field's value
+    extra_prefix: ClassVar[str]  # the BPF source numbers extra_values as <PREFIX>_<VALUE>
     metric: ClassVar[MetricSpec]
 
     def __init__(
@@ -90,24 +96,25 @@ class SocketOwnerCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings: SocketOwnersSettings = getattr(config.collectors, self.name)
+        self.settings = collector_settings(config, self.name, SocketOwnersSettings)
         self.labels = config.labels
 
     def defines(self) -> dict[str, int | str]:
+        """socket_owners.h's values, then the counters map's size as <MAP>_MAP_SIZE."""
         return {
             "SOCKET_OWNERS_MAP_SIZE": self.settings.socket_owners_map_size,
             "LISTENER_OWNERS_MAP_SIZE": self.settings.listeners_map_size,
             **enum_defines("DIR", DIRECTIONS),
-            **btf.offset_defines(NETNS_MEMBERS),
+            f"{self.counters_map.upper()}_MAP_SIZE": self.settings.map_size,
+            **enum_defines(self.extra_prefix, self.extra_values),
         }
 
-    def start(self) -> None:
-        super().start()
-        assert self.bpf is not None
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         seed_listener_table(
-            self.bpf.table("listener_owners"),
+            program.table("listener_owners"),
             self.services.listeners,
-            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            keyed_by_netns="SKC_NET_OFF" in self.kernel_offsets(),
             fill_owner=lambda kernel_owner, owner: fill_kernel_owner(
                 kernel_owner, owner, self.workloads
             ),

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import LabelValues, MetricFamily
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import IP_PROTOCOL_NAMES, decode_comm
-from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.services import SharedServices
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -63,7 +63,7 @@ def byte_families(
     for direction, protocol, comm, uid, cgroup_id, value in counts:
         if direction >= len(DIRECTIONS) or protocol not in IP_PROTOCOL_NAMES:
             continue
-        labels = (
+        labels: LabelValues = (
             IP_PROTOCOL_NAMES[protocol],
             decode_comm(comm) if comm_label else "",
             str(uid) if uid_label else "",
@@ -91,7 +91,7 @@ class SocketTrafficCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.socket_traffic
+        self.settings = collector_settings(config, self.name, SocketTrafficSettings)
         self.labels = config.labels
 
     def defines(self) -> dict[str, int | str]:

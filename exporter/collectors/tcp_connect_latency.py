@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from prometheus_client.utils import floatToGoString
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import MetricSpec
+from exporter.core.snapshot import HISTOGRAM_SUM, MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
-from exporter.metrics import MetricSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.services import SharedServices
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import HISTOGRAM_SUM, MetricFamily
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -45,7 +45,7 @@ class TcpConnectLatencySettings(StrictModel):
         65536, description="Connects in flight whose start time is kept."
     )
     labels: list[Literal["port", "comm"]] = Field(
-        default_factory=lambda: ["port"],
+        ["port"],  # copied per instance by pydantic
         description="Labels with values; the others stay empty. Each (port, comm) pair costs "
         "21 series (19 buckets, sum, count).",
     )
@@ -124,7 +124,7 @@ class TcpConnectLatencyCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.tcp_connect_latency
+        self.settings = collector_settings(config, self.name, TcpConnectLatencySettings)
 
     def defines(self) -> dict[str, int | str]:
         return {

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import PodLabelledCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel import btf, cgroups, netns
-from exporter.kernel.bpf import ProgramSpec, enum_defines
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
+from exporter.kernel import cgroups, netns
+from exporter.kernel.bpf import BpfProgram, ProgramSpec, enum_defines
 from exporter.kernel.maps import BpfMap, claim_closed_entries, claim_stale_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 from exporter.listeners import ListenerDirectory, ListenerOwner, ListenerView
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
 from exporter.services import SharedServices
 from exporter.settings import LabelsConfig, MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
-from exporter.workloads import WORKLOAD_LABEL_NAMES, WorkloadLabeler
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -197,6 +197,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
     counters_map: ClassVar[str] = "connections"
     emits_watch_events: ClassVar[bool] = True
     folds_ports: ClassVar[bool] = True
+    kernel_members = NETNS_MEMBERS
     swept_maps: ClassVar[tuple[str, ...]] = ("connecting",)
     map_names: ClassVar[tuple[str, ...]] = (
         "connections",
@@ -214,7 +215,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(config, services, tracefs)
-        self.settings = config.collectors.tcp_connections
+        self.settings = collector_settings(config, self.name, TcpConnectionsSettings)
         self.labels = config.labels
         self.watch_defines = watch_defines(config.watch, config.event_log.pending_map_size)
         self.listeners: ListenerDirectory = self.services.listeners
@@ -229,7 +230,6 @@ class TcpConnectionsCollector(PodLabelledCollector):
             **enum_defines("DIR", DIRECTIONS),
             **enum_defines("RESULT", RESULTS),
             **self.watch_defines,
-            **btf.offset_defines(NETNS_MEMBERS),
         }
         reset = self.tracefs.format("tcp:tcp_send_reset")
         if reset is not None:
@@ -238,8 +238,8 @@ class TcpConnectionsCollector(PodLabelledCollector):
                 defines["RST_REASON_NO_SOCKET"] = no_socket
         return defines
 
-    def start(self) -> None:
-        super().start()
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         self._seed_listeners()
 
     def _cgroup_id(self, owner: ListenerOwner) -> int:
@@ -250,7 +250,7 @@ class TcpConnectionsCollector(PodLabelledCollector):
         seed_listener_table(
             self.bpf.table("listeners"),
             self.listeners,
-            keyed_by_netns="SKC_NET_OFF" in self.defines(),
+            keyed_by_netns="SKC_NET_OFF" in self.kernel_offsets(),
             fill_owner=self._fill_owner,
         )
 

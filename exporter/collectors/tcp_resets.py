@@ -21,9 +21,9 @@ from exporter.collectors.socket_owners import (
     SocketOwnersSettings,
     owner_labels,
 )
-from exporter.kernel.bpf import ProgramSpec, enum_defines
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.workloads import WORKLOAD_LABEL_NAMES
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.kernel.bpf import ProgramSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 SIDES = ("sent", "received")  # index = SIDE_* in the BPF source
 
@@ -56,17 +56,11 @@ class TcpResetsCollector(SocketOwnerCollector):
     counters_map: ClassVar[str] = "resets"
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "resets")
     extra_values: ClassVar[tuple[str, ...]] = SIDES
+    extra_prefix: ClassVar[str] = "SIDE"
     metric: ClassVar[MetricSpec] = RESETS
 
     def label_values(self, key: OwnedKey) -> tuple[str, ...]:
         return (SIDES[key.extra], *owner_labels(key, self.labels)[1:])
-
-    def defines(self) -> dict[str, int | str]:
-        return {
-            **super().defines(),
-            "RESETS_MAP_SIZE": self.settings.map_size,
-            **enum_defines("SIDE", SIDES),
-        }
 
 
 register_collector(

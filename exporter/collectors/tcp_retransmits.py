@@ -19,10 +19,10 @@ from exporter.collectors.socket_owners import (
     SocketOwnersSettings,
     owner_labels,
 )
-from exporter.kernel import btf
-from exporter.kernel.bpf import ProgramSpec, enum_defines
-from exporter.metrics import TCP, MetricSpec, OtlpMetric
-from exporter.workloads import WORKLOAD_LABEL_NAMES
+from exporter.collectors.tcp_connections import NETNS_MEMBERS
+from exporter.core.metrics import TCP, MetricSpec, OtlpMetric
+from exporter.kernel.bpf import ProgramSpec
+from exporter.kubernetes.workloads import WORKLOAD_LABEL_NAMES
 
 KINDS = ("data", "syn")  # index = KIND_* in the BPF source
 # tcp_skb_pcount(skb): the segments one retransmitted skb carries.
@@ -30,6 +30,7 @@ SEGMENTS_MEMBERS = {
     "SKB_CB_OFF": ("sk_buff", "cb"),
     "TCP_SKB_CB_SEGS_OFF": ("tcp_skb_cb", "tcp_gso_segs"),
 }
+OWNER_AND_SEGMENTS_MEMBERS = {**NETNS_MEMBERS, **SEGMENTS_MEMBERS}  # socket_owners.h's and ours
 
 RETRANSMITS = MetricSpec(
     "netsnoop_tcp_retransmits",
@@ -51,20 +52,14 @@ class TcpRetransmitsCollector(SocketOwnerCollector):
         ProgramSpec("tcp:tcp_retransmit_synack", ("skaddr", "sport")),
     )
     counters_map: ClassVar[str] = "retransmits"
+    kernel_members = OWNER_AND_SEGMENTS_MEMBERS
     map_names: ClassVar[tuple[str, ...]] = (*OWNER_MAPS, "retransmits")
     extra_values: ClassVar[tuple[str, ...]] = KINDS
+    extra_prefix: ClassVar[str] = "KIND"
     metric: ClassVar[MetricSpec] = RETRANSMITS
 
     def label_values(self, key: OwnedKey) -> tuple[str, ...]:
         return (*owner_labels(key, self.labels), KINDS[key.extra])
-
-    def defines(self) -> dict[str, int | str]:
-        return {
-            **super().defines(),
-            "RETRANSMITS_MAP_SIZE": self.settings.map_size,
-            **enum_defines("KIND", KINDS),
-            **btf.offset_defines(SEGMENTS_MEMBERS),
-        }
 
 
 register_collector(

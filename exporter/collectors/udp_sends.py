@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel import btf
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec, enum_defines
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import decode_comm
-from exporter.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 from exporter.watch import watch_defines
 
 if TYPE_CHECKING:
@@ -88,6 +87,7 @@ class UdpSendsCollector(BpfCollector):
     emits_watch_events: ClassVar[bool] = True
     map_names: ClassVar[tuple[str, ...]] = ("udp_sends", "sending")
     folds_ports: ClassVar[bool] = True
+    kernel_members = PEER_MEMBERS
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class UdpSendsCollector(BpfCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(tracefs)
-        self.settings = config.collectors.udp_sends
+        self.settings = collector_settings(config, self.name, UdpSendsSettings)
         self.labels = config.labels
         self.watch_rules = config.watch
         self.event_log = config.event_log
@@ -107,7 +107,6 @@ class UdpSendsCollector(BpfCollector):
             "SENDING_MAP_SIZE": 4096,  # threads inside a send syscall at once
             **enum_defines("UDP_RESULT", RESULTS),
             **watch_defines(self.watch_rules, self.event_log.pending_map_size),
-            **btf.offset_defines(PEER_MEMBERS),
         }
 
     def collect(self) -> Iterable[MetricFamily]:

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from exporter.cardinality import kernel_port_label
 from exporter.collectors.base import BpfCollector
-from exporter.collectors.registry import CollectorSpec, register_collector
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.cardinality import kernel_port_label
+from exporter.core.metrics import UDP, MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import ProgramSpec
 from exporter.kernel.tracefs import Tracefs
-from exporter.metrics import UDP, MetricSpec, OtlpMetric
 from exporter.settings import MapSize, StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -61,7 +61,7 @@ class UdpUnreachableCollector(BpfCollector):
         tracefs: Tracefs | None = None,
     ) -> None:
         super().__init__(tracefs)
-        self.settings = config.collectors.udp_unreachable
+        self.settings = collector_settings(config, self.name, UdpUnreachableSettings)
 
     def defines(self) -> dict[str, int | str]:
         return {"UNREACHABLE_MAP_SIZE": self.settings.map_size}

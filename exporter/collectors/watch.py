@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exporter.collectors import tcp_connections, udp_sends
 from exporter.collectors.base import BpfCollector, Collector
 from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.kernel.bpf import BpfProgram, ProgramSpec
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
+from exporter.kernel.bpf import BpfModule, BpfProgram, ProgramSpec
 from exporter.kernel.maps import claim_closed_entries
 from exporter.kernel.tracefs import Tracefs
 from exporter.kernel.values import NO_UID, decode_comm
-from exporter.metrics import MetricSpec, OtlpMetric
-from exporter.snapshot import MetricFamily
 from exporter.watch import (
     CMDLINE_BYTES,
     HOOK_OUTCOMES,
@@ -141,7 +141,7 @@ class WatchCollector(BpfCollector):
         self.settings = config.event_log
         self.sources: list[BpfCollector] = []  # started before this one (registry order)
         self.buffer_lost = 0
-        self.swept: Counter[int] = Counter()  # per rule: TCP attempts closed without an errno
+        self.swept_by_rule: Counter[int] = Counter()  # TCP attempts closed without an errno
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._output: TextSink = sys.stdout
@@ -159,28 +159,41 @@ class WatchCollector(BpfCollector):
     def defines(self) -> dict[str, int | str]:
         return {"LINEAGE_MAP_SIZE": self.settings.lineage_map_size}
 
-    def start(self) -> None:
-        super().start()
+    def loaded(self, program: BpfProgram) -> None:
+        super().loaded(program)
         if self.settings.path != "-":
             self._output = ReopeningFile(self.settings.path)
         self._hooks = HookRunner(self.settings.hook_concurrency, self.settings.hook_timeout_seconds)
         self._log = EventLog(
             self.rules, self._output, self._hooks, self.process_info, monotonic_to_wall
         )
-        for source in self.sources:
-            if source.bpf is None:
-                continue
-            self._load_rules(source.bpf)
-            source.bpf.open_events(
+        for name, (events, sweeps) in self.event_modules().items():
+            self._load_rules(events)
+            events.open_events(
                 "watch_events", self._handle, self._note_lost, self.settings.buffer_pages
             )
             thread = threading.Thread(
-                target=self._poll, args=(source,), name=f"watch-{source.name}", daemon=True
+                target=self._poll, args=(events, sweeps), name=f"watch-{name}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
 
-    def _load_rules(self, bpf: BpfProgram) -> None:
+    def event_modules(self) -> dict[str, tuple[BpfModule, bool]]:
+        """The modules that hold watch.h (sources compiled together share one), by their first
+        source's name, and whether a source in one pastes watch_tcp.h (whose closed attempts
+        need a sweep)."""
+        found: dict[int, tuple[str, BpfModule, bool]] = {}
+        for source in self.sources:
+            if source.bpf is None:
+                continue
+            name, events, sweeps = found.get(
+                id(source.bpf.module), (source.name, source.bpf.module, False)
+            )
+            sweeps = sweeps or "watch_tcp.h" in source.shared_sources
+            found[id(source.bpf.module)] = (name, events, sweeps)
+        return {name: (events, sweeps) for name, events, sweeps in found.values()}
+
+    def _load_rules(self, bpf: BpfModule) -> None:
         trie = bpf.table("watch_rules")
         for entry in trie_entries(self.rules):
             key = trie.key()
@@ -194,24 +207,22 @@ class WatchCollector(BpfCollector):
         for index, rule in enumerate(self.rules):
             limits.set_at(index, rule.rate_limit)
 
-    def _poll(self, source: BpfCollector) -> None:
-        assert source.bpf is not None
-        sweeps = "watch_tcp.h" in source.shared_sources
+    def _poll(self, events: BpfModule, sweeps: bool) -> None:
         swept_at = time.monotonic()
         while not self._stop.is_set():
-            source.bpf.poll_events(POLL_TIMEOUT_MS)
+            events.poll_events(POLL_TIMEOUT_MS)
             if sweeps and time.monotonic() - swept_at >= SWEEP_EVERY_S:
                 swept_at = time.monotonic()
-                self._sweep_closed(source.bpf)
+                self._sweep_closed(events)
 
-    def _sweep_closed(self, bpf: BpfProgram) -> None:
+    def _sweep_closed(self, bpf: BpfModule) -> None:
         """Watched TCP attempts that closed and never got an errno (the caller gave up on a
         connect in progress) are logged as errors, as the counter does."""
         closing = bpf.table("watch_closing")
         for closed in claim_closed_entries(closing, tcp_connections.UNREPORTED_CLOSE_AFTER_S):
             closed.event.result = tcp_connections.RESULT_ERROR
             closed.event.ktime_ns = time.monotonic_ns()
-            self.swept[closed.event.rule] += 1
+            self.swept_by_rule[closed.event.rule] += 1
             self._handle(closed.event)
 
     def _handle(self, raw: Any) -> None:
@@ -243,10 +254,8 @@ class WatchCollector(BpfCollector):
 
     def _per_rule_sum(self, table_name: str) -> list[int]:
         totals = [0] * len(self.rules)
-        for source in self.sources:
-            if source.bpf is None:
-                continue
-            table = source.bpf.table(table_name)
+        for events, _ in self.event_modules().values():
+            table = events.table(table_name)
             for index in range(len(self.rules)):
                 totals[index] += table.per_cpu_sum(index)
         return totals
@@ -257,7 +266,7 @@ class WatchCollector(BpfCollector):
         events = EVENTS.family()
         matched = self._per_rule_sum("watch_matched")
         for index, rule in enumerate(self.rules):
-            events.set((rule.name,), matched[index] + self.swept[index])
+            events.set((rule.name,), matched[index] + self.swept_by_rule[index])
         lost = EVENTS_LOST.family()
         lost.set(("buffer",), self.buffer_lost)
         lost.set(

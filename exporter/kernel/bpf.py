@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.kernel.bpf_stats import ProgramRunStats, program_run_stats
+from exporter.kernel.counters import EpochClock
 from exporter.kernel.maps import BpfMap
 from exporter.kernel.tracefs import Tracefs, TracepointFormat
 from exporter.paths import bpf_dir
@@ -31,6 +32,7 @@ class ProgramSpec:
     required_fields: tuple[str, ...] = ()
     field_sizes: tuple[tuple[str, int], ...] = ()  # fields whose size must match exactly
     attach_point: str = ""  # another tracepoint to attach to (config `tracepoints:`)
+    source: str = ""  # the shared header that holds the handler (socket_owners.h); "": its own
 
     @property
     def attach_to(self) -> str:
@@ -43,6 +45,15 @@ class ProgramSpec:
     @property
     def function(self) -> str:
         return f"on_{self.name}"
+
+    def handler(self, part: str) -> str:
+        """The C handler NS_HANDLER names in ``part``'s section (or in its shared header's)."""
+        return f"{Path(self.source).stem if self.source else part}__{self.function}"
+
+    @property
+    def marker(self) -> str:
+        category, event = self.tracepoint.split(":", 1)
+        return f"HAVE_TP_{category}_{event}"
 
 
 class BpfLoadError(Exception):
@@ -73,18 +84,155 @@ def enum_defines(prefix: str, names: Sequence[str]) -> dict[str, int]:
     return {f"{prefix}_{name.upper()}": index for index, name in enumerate(names)}
 
 
-def build_prelude(formats: Iterable[TracepointFormat], defines: Mapping[str, int | str]) -> str:
-    """Argument structs and HAVE_TP_* markers for the tracepoints this kernel has."""
-    parts = [f"#define {name} {value}" for name, value in defines.items()]
-    for fmt in formats:
-        parts.append(f"#define HAVE_TP_{fmt.category}_{fmt.event} 1")
-        parts.append(fmt.c_struct())
-    return "\n".join(parts) + "\n"
+def define_lines(defines: Mapping[str, int | str]) -> list[str]:
+    return [f"#define {name} {value}" for name, value in defines.items()]
+
+
+def undefine_lines(names: Iterable[str]) -> list[str]:
+    return [f"#undef {name}" for name in names]
+
+
+@dataclass(frozen=True)
+class BpfPart:
+    """One collector's share of a module: its source, its handlers and its values. ``defines``
+    hold for its own section and for the shared headers it pastes; ``module_defines`` (NO_UID,
+    the port-fold and cgroup switches) hold for the whole module and must agree between parts."""
+
+    name: str
+    source_file: str
+    programs: tuple[ProgramSpec, ...]
+    map_names: tuple[str, ...]
+    defines: Mapping[str, int | str]
+    module_defines: Mapping[str, int | str]
+    shared_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    """The one program attached to a tracepoint: it calls each handler in turn."""
+
+    function: str
+    attach_to: str
+    handlers: tuple[str, ...]
+    program: str  # the name the exporter's metrics give it: its handlers' program name
+    owner: str  # the first part with a handler here: it reports the program's run stats
+
+
+@dataclass
+class ModulePlan:
+    """What one compile of several parts holds, decided from the tracepoint formats alone."""
+
+    source: str
+    dispatchers: list[Dispatcher]
+    map_indexes: dict[str, int]
+    problems: dict[tuple[str, str], str]  # (part, program) -> why it is left out
+
+
+def merged_defines(parts: Sequence[BpfPart], field: str) -> dict[str, int | str]:
+    """The parts' values of one kind, which must agree (else the parts compile apart); map
+    sizes of a shared header take the largest asked."""
+    merged: dict[str, int | str] = {}
+    for part in parts:
+        for name, value in getattr(part, field).items():
+            known = merged.get(name, value)
+            if known != value:
+                if not (name.endswith("_MAP_SIZE") and isinstance(value, int)):
+                    raise BpfLoadError(f"{name} is {known!r} in one part and {value!r} in another")
+                value = max(int(known), value)
+            merged[name] = value
+    return merged
+
+
+def plan_module(
+    parts: Sequence[BpfPart],
+    formats: Mapping[str, TracepointFormat | None],
+    read_source: Callable[[str], str],
+) -> ModulePlan:
+    """The text of one bcc module for ``parts`` (formats: by attach point, None if absent):
+    module-wide values, the argument structs, common.h, each shared header once, each part's
+    source in a section of its own, and one dispatcher program per attach point."""
+    problems: dict[tuple[str, str], str] = {}
+    structs: dict[str, TracepointFormat] = {}
+    usable: dict[str, list[ProgramSpec]] = {}  # per part, the handlers that compile
+    for part in parts:
+        usable[part.name] = []
+        for spec in part.programs:
+            fmt = formats.get(spec.attach_to)
+            problem = format_problem(spec, fmt)
+            if problem is not None or fmt is None:
+                problems[(part.name, spec.name)] = problem or ""
+                continue
+            category, event = spec.tracepoint.split(":", 1)
+            struct = replace(fmt, category=category, event=event)  # named as the handler expects
+            if structs.setdefault(spec.tracepoint, struct) != struct:
+                raise BpfLoadError(f"{spec.tracepoint} is attached at two tracepoints")
+            usable[part.name].append(spec)
+    map_indexes: dict[str, int] = {}
+    for part in parts:
+        for name in part.map_names:
+            map_indexes.setdefault(name, len(map_indexes))
+    lines = [
+        f"#define NS_MAP_COUNT {max(len(map_indexes), 1)}",
+        *define_lines({f"MAP_{name.upper()}": index for name, index in map_indexes.items()}),
+        *define_lines(merged_defines(parts, "module_defines")),
+        *(fmt.c_struct() for fmt in structs.values()),
+        read_source("common.h"),
+    ]
+
+    def section(name: str, text: str, defines: Mapping[str, int | str], markers: set[str]) -> None:
+        values = {"NS_PART": name, **defines, **dict.fromkeys(sorted(markers), 1)}
+        lines.extend([*define_lines(values), text, *undefine_lines(values)])
+
+    headers = list(dict.fromkeys(h for part in parts for h in part.shared_sources))
+    for header in headers:
+        users = [part for part in parts if header in part.shared_sources]
+        markers = {spec.marker for part in users for spec in usable[part.name]}
+        section(Path(header).stem, read_source(header), merged_defines(users, "defines"), markers)
+    for part in parts:
+        own = {spec.marker for spec in usable[part.name] if not spec.source}
+        section(part.name, read_source(part.source_file), part.defines, own)
+    dispatchers = plan_dispatchers(parts, usable)
+    lines.append(dispatcher_source(dispatchers))
+    return ModulePlan("\n".join(lines), dispatchers, map_indexes, problems)
+
+
+def plan_dispatchers(
+    parts: Sequence[BpfPart], usable: Mapping[str, list[ProgramSpec]]
+) -> list[Dispatcher]:
+    """One program per attach point; a shared header's handler runs once, before the parts'
+    own, however many parts paste the header."""
+    handlers: dict[str, list[tuple[str, ProgramSpec, str]]] = {}  # attach point -> handlers
+    for shared in (True, False):
+        for part in parts:
+            for spec in usable[part.name]:
+                if bool(spec.source) == shared:
+                    found = handlers.setdefault(spec.attach_to, [])
+                    if spec.handler(part.name) not in (handler for handler, _, _ in found):
+                        found.append((spec.handler(part.name), spec, part.name))
+    dispatchers: list[Dispatcher] = []
+    for attach_to, found in handlers.items():
+        category, event = attach_to.split(":", 1)
+        function = f"on_{event}"
+        if any(d.function == function for d in dispatchers):
+            function = f"on_{category}_{event}"
+        _, first_spec, owner = found[0]
+        handler_names = tuple(handler for handler, _, _ in found)
+        dispatchers.append(Dispatcher(function, attach_to, handler_names, first_spec.name, owner))
+    return dispatchers
+
+
+def dispatcher_source(dispatchers: Iterable[Dispatcher]) -> str:
+    return "".join(
+        f"int {d.function}(void *args)\n{{\n"
+        + "".join(f"    {handler}(args);\n" for handler in d.handlers)
+        + "    return 0;\n}\n"
+        for d in dispatchers
+    )
 
 
 def bcc_version() -> str:
     try:
-        import bcc
+        import bcc  # type: ignore[import-untyped]
 
         return str(getattr(bcc, "__version__", "unknown"))
     except ImportError:
@@ -159,78 +307,49 @@ def c_output_logged(lines: list[str] | None = None) -> Iterator[None]:
                         lines.append(line.strip())
 
 
-class BpfProgram:
-    """One compiled BPF source with its tracepoint handlers, each attached or not on its own."""
+class BpfModule:
+    """One bcc compile for the parts of any number of collectors. Each tracepoint gets one
+    program, which runs every part's handler in turn: an event costs one program run, and the
+    compiler runs once, whatever the number of collectors. A handler the kernel cannot feed is
+    left out on its own; each part reads its maps through its view, ``program(name)``."""
 
-    def __init__(
-        self,
-        source_file: str,
-        programs: Iterable[ProgramSpec],
-        defines: Mapping[str, int | str],
-        tracefs: Tracefs,
-        shared_sources: Iterable[str] = (),  # pasted after common.h, e.g. "watch.h"
-    ) -> None:
-        self.attached: dict[str, bool] = {}
-        self._event_tables: list[Any] = []
-        self.problems: dict[str, str] = {}
-        self.program_fds: dict[str, int] = {}  # of the attached programs, for their run stats
-        available: dict[str, TracepointFormat] = {}
-        specs = list(programs)
-        for spec in specs:
-            fmt = tracefs.format(spec.attach_to)
-            problem = format_problem(spec, fmt)
-            if problem:
-                self.problems[spec.name] = problem
-            elif fmt is not None:
-                # named after the program's own tracepoint, whose struct the C handler expects
-                category, event = spec.tracepoint.split(":", 1)
-                available[spec.tracepoint] = replace(fmt, category=category, event=event)
-        self.formats = available
-        source = (
-            build_prelude(available.values(), defines)
-            + bpf_source("common.h")
-            + "".join(bpf_source(name) for name in shared_sources)
-            + bpf_source(source_file)
+    def __init__(self, parts: Sequence[BpfPart], tracefs: Tracefs) -> None:
+        self.parts = {part.name: part for part in parts}
+        attach_points = {spec.attach_to for part in parts for spec in part.programs}
+        plan = plan_module(
+            parts, {point: tracefs.format(point) for point in attach_points}, bpf_source
         )
-        c_output: list[str] = []
-        try:
-            from bcc import BPF  # imported here: bcc is heavy and only the kernel layer needs it
-
-            with c_output_logged(c_output):
-                self._bpf: Any = BPF(text=source, cflags=["-w"])
-        except ImportError as error:
-            raise BpfLoadError(
-                "bcc is not importable: install Debian's python3-bpfcc and use a venv made with "
-                "--system-site-packages on /usr/bin/python3 (scripts/install.sh does both)"
-            ) from error
-        except Exception as error:  # bcc raises bare Exception on compile/load failures
-            refused = any("Operation not permitted" in line for line in c_output)
-            raise BpfLoadError(f"{source_file}: {error}{REFUSED if refused else ''}") from error
-        for spec in specs:
-            self.attached[spec.name] = False
-            if spec.tracepoint not in available:
-                log.warning("program %s disabled: %s", spec.name, self.problems[spec.name])
-                continue
+        self.plan = plan
+        self._bpf = compile_module(plan.source, ", ".join(self.parts))
+        self._event_tables: list[Any] = []
+        self.attached: dict[str, bool] = {}  # per dispatcher function
+        self.problems: dict[tuple[str, str], str] = dict(plan.problems)
+        self.program_fds: dict[str, int] = {}
+        for dispatcher in plan.dispatchers:
+            self.attached[dispatcher.function] = False
             try:
                 with c_output_logged():
-                    self._bpf.attach_tracepoint(tp=spec.attach_to, fn_name=spec.function)
+                    self._bpf.attach_tracepoint(
+                        tp=dispatcher.attach_to, fn_name=dispatcher.function
+                    )
             except Exception as error:
-                self.problems[spec.name] = str(error)
-                log.warning("program %s not attached: %s", spec.name, error)
+                log.warning("program %s not attached: %s", dispatcher.function, error)
+                for part in parts:
+                    for spec in part.programs:
+                        if spec.attach_to == dispatcher.attach_to:
+                            self.problems.setdefault((part.name, spec.name), str(error))
                 continue
-            self.attached[spec.name] = True
-            self.program_fds[spec.name] = self._bpf.load_func(
-                spec.function, self._bpf.TRACEPOINT
+            self.attached[dispatcher.function] = True
+            self.program_fds[dispatcher.function] = self._bpf.load_func(
+                dispatcher.function, self._bpf.TRACEPOINT
             ).fd  # load_func returns the program attach_tracepoint already loaded
+        for (part_name, program), problem in self.problems.items():
+            log.warning("program %s of %s disabled: %s", program, part_name, problem)
+        self.epochs = EpochClock(BpfMap(self._bpf["counter_epoch"]))
+        self._open_views = set(self.parts)
 
-    def run_stats(self) -> dict[str, ProgramRunStats]:
-        """Kernel run time and count per attached program (kept while bpf_stats is on)."""
-        stats = {}
-        for name, fd in self.program_fds.items():
-            program_stats = program_run_stats(fd)
-            if program_stats is not None:
-                stats[name] = program_stats
-        return stats
+    def program(self, part: str) -> BpfProgram:
+        return BpfProgram(self, self.parts[part])
 
     def table(self, name: str) -> BpfMap:
         return BpfMap(self._bpf[name])
@@ -253,12 +372,18 @@ class BpfProgram:
     def poll_events(self, timeout_ms: int) -> None:
         self._bpf.perf_buffer_poll(timeout_ms)
 
+    def release(self, part: str) -> None:
+        """A part is done with the module; the last one detaches and closes it."""
+        self._open_views.discard(part)
+        if not self._open_views:
+            self.close()
+
     def close(self) -> None:
         """Detach every tracepoint and close the program and map FDs."""
         # The callback closes a reference cycle through the table, so bcc's own cleanup would
         # leave its per-CPU buffers to a garbage collection after the map FD is gone (KeyError
         # at exit); free them while the map is still open.
-        from bcc.utils import get_online_cpus
+        from bcc.utils import get_online_cpus  # type: ignore[import-untyped]
 
         for events in self._event_tables:
             for cpu in get_online_cpus():
@@ -271,3 +396,63 @@ class BpfProgram:
             with ThreadPoolExecutor(max_workers=len(attached)) as pool:
                 list(pool.map(self._bpf.detach_tracepoint, attached))
         self._bpf.cleanup()
+
+
+def compile_module(source: str, what: str) -> Any:
+    c_output: list[str] = []
+    try:
+        from bcc import BPF  # imported here: bcc is heavy and only the kernel layer needs it
+
+        with c_output_logged(c_output):
+            return BPF(text=source, cflags=["-w"])
+    except ImportError as error:
+        raise BpfLoadError(
+            "bcc is not importable: install Debian's python3-bpfcc and use a venv made with "
+            "--system-site-packages on /usr/bin/python3 (scripts/install.sh does both)"
+        ) from error
+    except Exception as error:  # bcc raises bare Exception on compile/load failures
+        refused = any("Operation not permitted" in line for line in c_output)
+        raise BpfLoadError(f"{what}: {error}{REFUSED if refused else ''}") from error
+
+
+class BpfProgram:
+    """A collector's view of its module: its handlers, each attached or not, and its maps."""
+
+    def __init__(self, module: BpfModule, part: BpfPart) -> None:
+        self.module = module
+        self.part = part
+        self.epochs = module.epochs
+        self.problems = {
+            program: problem
+            for (name, program), problem in module.problems.items()
+            if name == part.name
+        }
+        functions = {d.attach_to: d.function for d in module.plan.dispatchers}
+        self.attached = {
+            spec.name: spec.name not in self.problems
+            and module.attached.get(functions.get(spec.attach_to, ""), False)
+            for spec in part.programs
+        }
+
+    def map_index(self, name: str) -> int:
+        """The map's index in map_update_failures (MAP_<NAME> in the source)."""
+        return self.module.plan.map_indexes[name]
+
+    def run_stats(self) -> dict[str, ProgramRunStats]:
+        """Kernel run time and count of the programs this part reports (each program once
+        per module: by the first part with a handler in it), while bpf_stats is on."""
+        stats = {}
+        for dispatcher in self.module.plan.dispatchers:
+            fd = self.module.program_fds.get(dispatcher.function)
+            if dispatcher.owner != self.part.name or fd is None:
+                continue
+            program_stats = program_run_stats(fd)
+            if program_stats is not None:
+                stats[dispatcher.program] = program_stats
+        return stats
+
+    def table(self, name: str) -> BpfMap:
+        return self.module.table(name)
+
+    def close(self) -> None:
+        self.module.release(self.part.name)

@@ -27,22 +27,42 @@ ROTATE_S = 5.0  # how often new increments move to a new epoch
 RETIRE_S = 1.0  # how long after that the old epoch's keys are certainly final
 
 
+class EpochClock:
+    """The ``counter_epoch`` of one BPF module, shared by every counters map in it: each map's
+    drain may move the epoch on. A drain holds ``lock`` from reading the epoch to deleting the
+    final keys, so no other map's drain moves the epoch meanwhile (it would turn the live
+    keys into "old" ones)."""
+
+    def __init__(self, epoch_table: BpfMap, clock: Callable[[], float] = time.monotonic) -> None:
+        self._epoch_table = epoch_table
+        self._clock = clock
+        self.lock = threading.Lock()
+        self.epoch = 0
+        self.rotated_at = clock()
+
+    def now(self) -> float:
+        return self._clock()
+
+    def old_keys_final(self, now: float) -> bool:
+        """Keys of an epoch before the current one no longer change."""
+        return now - self.rotated_at >= RETIRE_S
+
+    def rotate_if_due(self, now: float) -> None:
+        """Called with ``lock`` held."""
+        if now - self.rotated_at >= ROTATE_S:
+            self.epoch = (self.epoch + 1) & 0xFFFFFFFF
+            self._epoch_table.set_at(0, self.epoch)
+            self.rotated_at = now
+
+
 class EpochCounters:
     """A BPF hash of u64 counters keyed by a struct with an ``epoch`` field, read as the
     increments since the previous read. drain() (the timer) and read() (a snapshot) may run
     in different threads."""
 
-    def __init__(
-        self,
-        counters: BpfMap,
-        epoch_table: BpfMap,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, counters: BpfMap, epochs: EpochClock) -> None:
         self._counters = counters
-        self._epoch_table = epoch_table
-        self._clock = clock
-        self._epoch = 0
-        self._rotated_at = clock()
+        self._epochs = epochs
         self._seen: dict[bytes, int] = {}  # value at the last read, per key still in the map
         self._drained: dict[bytes, tuple[Any, int]] = {}  # increments not yet read
         self._lock = threading.Lock()
@@ -62,14 +82,17 @@ class EpochCounters:
             self._drain()
 
     def _drain(self) -> None:
-        for key, grown in self._kernel_increments():
+        with self._epochs.lock:
+            increments = self._kernel_increments()
+        for key, grown in increments:
             identity = bytes(key)
             _, pending = self._drained.get(identity, (key, 0))
             self._drained[identity] = (key, pending + grown)
 
     def _kernel_increments(self) -> list[tuple[Any, int]]:
-        now = self._clock()
-        old_keys_final = now - self._rotated_at >= RETIRE_S
+        now = self._epochs.now()
+        epoch = self._epochs.epoch
+        old_keys_final = self._epochs.old_keys_final(now)
         increments: list[tuple[Any, int]] = []
         seen: dict[bytes, int] = {}
         final: list[Any] = []
@@ -80,7 +103,7 @@ class EpochCounters:
             grown = count - self._seen.get(identity, 0)
             if grown > 0:
                 increments.append((key, grown))
-            if key.epoch != self._epoch and old_keys_final:
+            if key.epoch != epoch and old_keys_final:
                 final.append(key)
             else:
                 seen[identity] = count
@@ -88,8 +111,5 @@ class EpochCounters:
             self._counters.delete(key)
         self._seen = seen
         self.entries = len(items) - len(final)
-        if now - self._rotated_at >= ROTATE_S:
-            self._epoch = (self._epoch + 1) & 0xFFFFFFFF
-            self._epoch_table.set_at(0, self._epoch)
-            self._rotated_at = now
+        self._epochs.rotate_if_due(now)
         return increments

@@ -76,7 +76,7 @@ def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
     """Every (key, value) of a bcc hash table, read with BPF_MAP_LOOKUP_BATCH ``batch`` entries
     at a time. bcc's items_lookup_batch allocates and zeroes buffers for the map's whole
     capacity on every call: megabytes a second for the 65,536-entry maps drained every second."""
-    from bcc.libbcc import lib
+    from bcc.libbcc import lib  # type: ignore[import-untyped]
 
     size = min(batch, table.max_entries)
     keys, values = (table.Key * size)(), (table.Leaf * size)()

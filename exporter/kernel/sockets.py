@@ -36,11 +36,17 @@ class NamespaceSockets:
     half_open: Counter[int]  # local port -> request sockets in SYN_RECV
 
 
+def import_sock_diag() -> None:
+    """pyroute2 takes about 0.25 s to import: done in a thread while bcc compiles (which
+    holds no GIL), the first listener read after the compile does not wait for it."""
+    import pyroute2  # type: ignore[import-untyped]  # noqa: F401
+
+
 def namespace_sockets(netns: int = 0, enter: str | None = None) -> NamespaceSockets:
     """TCP listeners (IPv4 and IPv6) and half-open handshakes of one network namespace: the
     thread's own, or the one at path ``enter`` (entered only to open the netlink socket)."""
     from pyroute2 import DiagSocket
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
     try:
         return _read_namespace(DiagSocket, netns, enter)
@@ -79,8 +85,8 @@ def _read_namespace(diag_socket: type, netns: int, enter: str | None) -> Namespa
         # Request sockets sit in the established hash, which the kernel walks whole for each
         # dump (262144 buckets here, ~2 ms): only for a family that has a listener, whose
         # handshakes take its family.
-        for family in sorted({listener.family for listener in listeners}):
-            for message in diag.get_sock_stats(family=family, states=1 << TCP_SYN_RECV):
+        for listening_family in sorted({listener.family for listener in listeners}):
+            for message in diag.get_sock_stats(family=listening_family, states=1 << TCP_SYN_RECV):
                 half_open[message["idiag_sport"]] += 1
     return NamespaceSockets(listeners, half_open)
 

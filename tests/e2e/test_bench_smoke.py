@@ -38,8 +38,14 @@ def test_bench_writes_its_table_and_plots(tmp_path: Path):
     for workload in ("churn", "udp", "bulk"):
         assert [workload, "netsnoop-exporter"] in [row[:2] for row in cells], workload
     assert any(row[:2] == ["netsnoop-exporter", "inet_sock_set_state"] for row in cells)
+    for workload, operation in (("churn", "per connection"), ("udp", "per datagram")):
+        row = next(row for row in cells if row[:2] == ["netsnoop-exporter", workload])
+        assert row[4].endswith(f" ns** {operation}"), row  # the summed kernel cost line
     assert any(row[0] == "100" for row in cells), "the scrape-cost row for 100 series"
-    assert "RSS after start" in report and "`/healthz` OK" in report
+    assert "RSS after start" in report and "`/healthz` 200" in report
+    targets = {row[0]: row for row in cells if len(row) == 4 and row[1][:1] in "<>"}
+    assert len(targets) == 8 and targets["RSS steady"][1] == "< 110 MB", targets
+    assert "1-min load average" in report
     assert "bench/run.sh --out" in report, "the exact command"
     for plot in ("benchmarks-throughput.png", "benchmarks-scrape.png"):
         assert (tmp_path / plot).read_bytes().startswith(PNG_SIGNATURE), plot

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporter.collectors.base import Collector
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf_stats import ProgramRunStats, parse_fdinfo, stats_enabled
 from exporter.runtime import program_run_families
-from exporter.snapshot import MetricFamily
 
 # /proc/self/fdinfo/<fd> of a bcc tracepoint program on Linux 6.18, after 3 runs.
 PROGRAM_FDINFO = """pos:\t0

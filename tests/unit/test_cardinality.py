@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from exporter.cardinality import PORT_FOLD_ALWAYS, PORT_FOLD_REFUSED_INBOUND, SeriesBudget
 from exporter.config import CardinalityConfig, PortsConfig
-from exporter.snapshot import MetricFamily
+from exporter.core.cardinality import PORT_FOLD_ALWAYS, PORT_FOLD_REFUSED_INBOUND, SeriesBudget
+from exporter.core.snapshot import MetricFamily
 
 NAMES = ("direction", "port", "comm", "uid", "result")
 

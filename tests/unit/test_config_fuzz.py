@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config, parse_model
-from exporter.webconfig import WebConfig
+from exporter.outputs.webconfig import WebConfig
 
 KEYS = [
     "collectors", "tcp_connections", "enabled", "map_size", "labels", "comm", "uid",

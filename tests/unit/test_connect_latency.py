@@ -14,8 +14,8 @@ from exporter.collectors.tcp_connect_latency import (
     duration_family,
     le_label,
 )
-from exporter.prometheus import TextEncoder
-from exporter.snapshot import histogram_series
+from exporter.core.snapshot import histogram_series
+from exporter.outputs.prometheus import TextEncoder
 
 
 def kernel_bucket(ns: int) -> int:

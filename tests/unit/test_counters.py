@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 
 from exporter.kernel import counters
-from exporter.kernel.counters import EpochCounters
+from exporter.kernel.counters import EpochClock, EpochCounters
 
 
 class Key(ctypes.Structure):
@@ -44,7 +44,7 @@ class EpochTable(dict):
 def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     now = [0.0]
     kernel, epoch = FakeCounterMap(), EpochTable()
-    reader = EpochCounters(kernel, epoch, clock=lambda: now[0])
+    reader = EpochCounters(kernel, EpochClock(epoch, clock=lambda: now[0]))
     kernel.add(80, 0, 3)
     reader.drain()
     kernel.add(80, 0, 2)
@@ -61,7 +61,7 @@ def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
 
 def reader_at(now: list[float]) -> tuple[FakeCounterMap, EpochTable, EpochCounters]:
     kernel, epoch = FakeCounterMap(), EpochTable()
-    reader = EpochCounters(kernel, epoch, clock=lambda: now[0])
+    reader = EpochCounters(kernel, EpochClock(epoch, clock=lambda: now[0]))
     return kernel, epoch, reader
 
 
@@ -100,10 +100,32 @@ def test_read_drains_by_itself_and_sums_increments_of_one_key():
 def test_the_epoch_wraps_at_32_bits():
     now = [0.0]
     _, epoch, reader = reader_at(now)
-    reader._epoch = 0xFFFFFFFF
+    reader._epochs.epoch = 0xFFFFFFFF
     now[0] = counters.ROTATE_S
     reader.drain()
     assert epoch[0] == 0
+
+
+def test_maps_of_one_module_share_the_epoch_and_keep_each_others_live_keys():
+    """Two counter maps, one epoch: when the first map's drain moves the epoch on, the
+    second map's keys of the new epoch are live and stay; its old ones go once final."""
+    now = [0.0]
+    epoch = EpochTable()
+    clock = EpochClock(epoch, clock=lambda: now[0])
+    first, second = FakeCounterMap(), FakeCounterMap()
+    first_reader, second_reader = EpochCounters(first, clock), EpochCounters(second, clock)
+    second.add(53, 0, 2)
+    now[0] = counters.ROTATE_S + counters.RETIRE_S
+    first_reader.drain()  # rotates the module's epoch to 1
+    assert epoch[0] == 1
+    second.add(53, 1, 5)  # the programs now write epoch 1
+    second_reader.drain()  # epoch 0 became old just now: not final yet
+    assert {bytes(Key(53, 0, 0)), bytes(Key(53, 0, 1))} <= set(second.values)
+    second.add(53, 0, 1)  # a late addition to the old key still counts
+    now[0] += counters.RETIRE_S
+    second_reader.drain()
+    assert set(second.values) == {bytes(Key(53, 0, 1))}  # the live key stays
+    assert sum(n for _, n in second_reader.read()) == 8
 
 
 def test_drains_from_another_thread_lose_nothing():

@@ -5,18 +5,17 @@ Running them against a real Prometheus is tests/e2e/test_dashboards_alerts.py.""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dashboards.generator import rendered
+from dashboards.generator.grafana_alerts import grafana_alerts_yaml
 from tests.grafana import (
-    DASHBOARDS,
     GRAFANA_RULES,
     PROMETHEUS_RULES,
     PROMTOOL_TESTS,
@@ -50,25 +49,44 @@ SAMPLE_VARIABLES = {
     "watch_ports": "23",
     "__rate_interval": "1m",
 }
+RENDERED = rendered()
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="needs promtool (Debian package prometheus)"
 )
 
 
-def load_generator():
-    """dashboards/generate.py is a script, not a package module; dataclasses need it in
-    sys.modules while it executes."""
-    name = "netsnoop_dashboards_generate"
-    spec = importlib.util.spec_from_file_location(name, DASHBOARDS / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.mark.parametrize("path, content", RENDERED.items(), ids=[path.name for path in RENDERED])
+def test_generated_files_match_the_generator(path: Path, content: str):
+    """Each dashboard, docs/dashboards.md and the Grafana-managed rules, which are derived from
+    the Prometheus rules: editing either without regenerating fails here."""
+    assert path.read_text() == content, f"{path} is stale: run python -m dashboards.generator"
 
 
-def test_generated_files_match_the_generator():
-    for path, content in load_generator().rendered().items():
-        assert path.read_text() == content, f"{path} is stale: run python dashboards/generate.py"
+def test_the_grafana_rules_are_among_the_generated_files():
+    assert GRAFANA_RULES in RENDERED
+
+
+def test_grafana_rules_follow_the_prometheus_rules():
+    """The generator takes the PromQL, for, labels and annotations from the Prometheus rule
+    (with Grafana's $values.A.Value for $value), not from a copy of its own."""
+    source = yaml.safe_load(PROMETHEUS_RULES.read_text())
+    (telnet,) = [group for group in source["groups"] if group["name"] == "netsnoop-telnet"]
+    rule = telnet["rules"][0]
+    rule["expr"] = 'increase(netsnoop_tcp_connections_total{port="2323"}[5m]) > 0\n'
+    rule["for"] = "2m"
+    rule["labels"] = {"severity": "critical", "team": "security"}
+    rule["annotations"]["summary"] = 'about {{ printf "%.0f" $value }} on {{ $labels.port }}'
+    generated = yaml.safe_load(grafana_alerts_yaml(source))
+    (derived, *_) = [each for group in generated["groups"] for each in group["rules"]]
+    assert derived["title"] == rule["alert"]
+    assert grafana_rule_query(derived) == rule["expr"]
+    assert derived["for"] == "2m"
+    assert derived["labels"] == {"severity": "critical", "team": "security"}
+    summary = 'about {{ printf "%.0f" $values.A.Value }} on {{ $labels.port }}'
+    assert derived["annotations"]["summary"] == summary
+    assert derived["annotations"]["description"] == rule["annotations"]["description"].replace(
+        "$value ", "$values.A.Value "
+    )
 
 
 def test_dashboard_files_are_the_documented_five_with_stable_uids():

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from exporter.config import OtlpConfig, parse_config
-from exporter.otlp import resolve_settings
+from exporter.outputs.otlp import resolve_settings
 from tests.chart import CHART, HELM, Manifest, chart_capabilities, helm, only, render, values_args
 from tests.helpers import REPO
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from exporter.cardinality import port_fold_defines
 from exporter.collectors import socket_traffic, tcp_connections, udp_sends
 from exporter.config import Config
+from exporter.core.cardinality import port_fold_defines
 from exporter.kernel.bpf import enum_defines
 from exporter.watch import watch_defines
 from tests.helpers import REPO

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError, OtlpConfig, parse_config
-from exporter.otlp import (
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.otlp import (
     OtlpOutput,
     OtlpSettingsError,
     missing_package_problem,
@@ -25,8 +26,7 @@ from exporter.otlp import (
     resource_attributes,
     sdk_modules,
 )
-from exporter.prometheus import Exposition
-from exporter.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.prometheus import Exposition
 from tests.helpers import parse_logfmt, parse_metrics, value
 from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 

@@ -14,6 +14,7 @@ from exporter.cli import build_parser, collector_switches
 from exporter.collectors.base import BpfCollector
 from exporter.collectors.registry import (
     apply_attach_points,
+    collector_settings,
     collectors_model,
     configurable_collectors,
     enabled_collectors,
@@ -22,7 +23,7 @@ from exporter.collectors.registry import (
     with_collector_switches,
 )
 from exporter.config import Config, ConfigError, parse_config
-from exporter.otlp import otlp_table
+from exporter.outputs.otlp import otlp_table
 from tests.helpers import REPO
 
 THROWAWAY = REPO / "tests" / "data" / "collectors" / "throwaway.py"
@@ -167,10 +168,24 @@ def test_collectors_of_one_exporter_share_its_services_and_no_one_elses():
     assert first[0] is not second[0]
 
 
+def test_collector_settings_gives_the_section_as_its_declared_model():
+    from exporter.collectors.listen_queue import ListenQueueSettings
+    from exporter.collectors.udp_sends import UdpSendsSettings
+
+    config = parse_config("collectors: {udp_sends: {map_size: 1024}}", "test")
+    section = collector_settings(config, "udp_sends", UdpSendsSettings)
+    assert section is config.collectors.udp_sends and section.map_size == 1024
+    with pytest.raises(TypeError, match=r"is a UdpSendsSettings, not ListenQueue"):
+        collector_settings(config, "udp_sends", ListenQueueSettings)
+
+
 def test_workloads_no_longer_imports_the_pod_watch():
     import subprocess
     import sys
 
-    code = "import sys, exporter.workloads; print('exporter.pod_watch' in sys.modules)"
+    code = (
+        "import sys, exporter.kubernetes.workloads;"
+        " print('exporter.kubernetes.pod_watch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr

@@ -4,12 +4,12 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from exporter import runtime
-from exporter.cardinality import PortPolicy
 from exporter.collectors.base import Collector
 from exporter.config import Config, PortsConfig
+from exporter.core.cardinality import PortPolicy
+from exporter.core.snapshot import MetricFamily
 from exporter.kernel.bpf import BpfLoadError
 from exporter.runtime import Exporter
-from exporter.snapshot import MetricFamily
 
 
 class FakeCollector(Collector):

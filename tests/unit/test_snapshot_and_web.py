@@ -11,9 +11,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.prometheus import Exposition, TextEncoder
-from exporter.snapshot import MetricFamily, SnapshotSource
-from exporter.web import ExporterServer, ListenAddressError, parse_listen_address
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.prometheus import Exposition, TextEncoder
+from exporter.outputs.web import ExporterServer, ListenAddressError, parse_listen_address
 
 
 def test_concurrent_requests_share_one_read():

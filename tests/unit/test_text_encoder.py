@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.exposition import choose_encoder
 
-from exporter.prometheus import Exposition, TextEncoder
-from exporter.snapshot import MetricFamily, SnapshotSource
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.prometheus import Exposition, TextEncoder
 
 HOSTILE = 'q"b\\s\nx} 1'
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.kernel.bpf import ProgramSpec, build_prelude, format_problem
+from exporter.kernel.bpf import ProgramSpec, format_problem
 from exporter.kernel.tracefs import Tracefs, parse_format
 
 TRACEFS_618 = Path(__file__).parents[1] / "data" / "tracefs-6.18"
@@ -64,14 +64,6 @@ def test_program_spec_checks_fields_and_sizes():
         ProgramSpec("tcp:tcp_send_reset", ("skaddr",), (("saddr", 28),)), old
     )
     assert "not in this kernel" in format_problem(ProgramSpec("tcp:nope"), None)
-
-
-def test_prelude_marks_available_tracepoints():
-    fmt = Tracefs(TRACEFS_618).format("tcp:tcp_receive_reset")
-    prelude = build_prelude([fmt], {"MAP_SIZE": 16})
-    assert "#define MAP_SIZE 16" in prelude
-    assert "#define HAVE_TP_tcp_tcp_receive_reset 1" in prelude
-    assert "struct tp_tcp_tcp_receive_reset {" in prelude
 
 
 def reset_format_before_6_10() -> str:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError
-from exporter.prometheus import Exposition
-from exporter.snapshot import MetricFamily, SnapshotSource
-from exporter.web import ExporterServer, Limits
-from exporter.webconfig import WebSecurity, load_web_config
+from exporter.core.snapshot import MetricFamily, SnapshotSource
+from exporter.outputs.prometheus import Exposition
+from exporter.outputs.web import ExporterServer, Limits
+from exporter.outputs.webconfig import WebSecurity, load_web_config
 from tests.certs import Pki, bcrypt_hash, make_pki, openssl
 
 PASSWORD = "n6-s3cret"

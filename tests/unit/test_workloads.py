@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from exporter.kernel import cgroups
-from exporter.workloads import CgroupOwner, PodDirectory, WorkloadLabeler, parse_cgroup_path
+from exporter.kubernetes.workloads import (
+    CgroupOwner,
+    PodDirectory,
+    WorkloadLabeler,
+    parse_cgroup_path,
+)
 
 UID = "6d5a6c9e-2d7b-4a8e-9c1f-0b7c3e2f4a11"
 SYSTEMD_UID = UID.replace("-", "_")

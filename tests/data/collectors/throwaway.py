@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from exporter.collectors.base import Collector
-from exporter.collectors.registry import CollectorSpec, register_collector
-from exporter.metrics import MetricSpec, OtlpMetric
+from exporter.collectors.registry import CollectorSpec, collector_settings, register_collector
+from exporter.core.metrics import MetricSpec, OtlpMetric
+from exporter.core.snapshot import MetricFamily
 from exporter.settings import StrictModel
-from exporter.snapshot import MetricFamily
 
 if TYPE_CHECKING:
     from exporter.config import Config
@@ -40,7 +40,7 @@ class ThrowawayCollector(Collector):
     name: ClassVar[str] = "throwaway"
 
     def __init__(self, config: Config, services: SharedServices) -> None:
-        self.answer = config.collectors.throwaway.answer  # type: ignore[attr-defined]
+        self.answer = collector_settings(config, self.name, ThrowawaySettings).answer
 
     def start(self) -> None:
         pass

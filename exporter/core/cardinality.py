@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from exporter.core.metrics import SERIES_OVERFLOW, exposed_name
+from exporter.core.snapshot import LabelValues, MetricFamily
 from exporter.kernel.sysctl import local_port_range
-from exporter.metrics import SERIES_OVERFLOW, exposed_name
 from exporter.settings import CardinalityConfig, PortsConfig, parse_port_range
-from exporter.snapshot import LabelValues, MetricFamily
 
 OTHER = "other"
 # bpf/common.h: one flag byte per port, written into each program's port_fold map.

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.metrics import (
+from exporter.core.metrics import (
     OTLP_EXPORT_FAILURES,
     OTLP_EXPORTS,
 )
-from exporter.snapshot import MetricFamily, Snapshot, SnapshotSource
+from exporter.core.snapshot import MetricFamily, Snapshot, SnapshotSource
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics.export import MetricExporter
 
-from exporter.otlp.names import ObservedMetric, measurement, observations
-from exporter.otlp.settings import OtlpSettings
+from exporter.outputs.otlp.names import ObservedMetric, measurement, observations
+from exporter.outputs.otlp.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class OtlpOutput:
     ) -> None:
         from opentelemetry.metrics import Observation
         from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter, ObservableGauge
-        from opentelemetry.sdk.metrics.export import MetricReader
+        from opentelemetry.sdk.metrics.export import CardinalityLimits, MetricReader
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
         class SnapshotReader(MetricReader):
@@ -60,7 +60,7 @@ class OtlpOutput:
 
             def __init__(self, exporter: MetricExporter) -> None:
                 limit = SDK_CARDINALITY_LIMIT
-                limits = {ObservableCounter: limit, ObservableGauge: limit}
+                limits: CardinalityLimits = {ObservableCounter: limit, ObservableGauge: limit}
                 super().__init__(cardinality_limits=limits)  # cumulative temporality
                 self.exporter = exporter
                 self.succeeded = False

@@ -9,7 +9,7 @@ The OpenTelemetry SDK is an optional extra and imported only when the output sta
 and the name mapping are plain Python, testable without it.
 """
 
-from exporter.otlp.names import (
+from exporter.outputs.otlp.names import (
     ObservedMetric,
     OtlpMetric,
     attribute_name,
@@ -18,8 +18,8 @@ from exporter.otlp.names import (
     otlp_table,
     resource_attributes,
 )
-from exporter.otlp.output import OtlpOutput
-from exporter.otlp.settings import (
+from exporter.outputs.otlp.output import OtlpOutput
+from exporter.outputs.otlp.settings import (
     OtlpSettings,
     OtlpSettingsError,
     missing_package_problem,

@@ -34,7 +34,7 @@ class MetricFamily:
     samples: dict[LabelValues, float] = field(default_factory=dict)
     unit: str = ""
     # A counter whose samples are increments since the previous read (a drained BPF map);
-    # the series budget (exporter/cardinality.py) turns them into running totals.
+    # the series budget (exporter/core/cardinality.py) turns them into running totals.
     increments: bool = False
     # Labels with a small fixed set of values, kept when a series is folded into overflow.
     bounded_labels: tuple[str, ...] = ()
@@ -68,8 +68,8 @@ def histogram_series(family: MetricFamily) -> list[HistogramSeries]:
     bounds: set[str] = set(family.buckets)
     groups: dict[LabelValues, dict[str, float]] = {}
     for label_values, value in family.samples.items():
-        *labels, le = label_values
-        groups.setdefault(tuple(labels), {})[le] = value
+        *series_labels, le = label_values
+        groups.setdefault(tuple(series_labels), {})[le] = value
         if le != HISTOGRAM_SUM:
             bounds.add(le)
     bounds.add("+Inf")

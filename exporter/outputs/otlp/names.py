@@ -1,5 +1,5 @@
 """OTLP names: from our families to OTel metric names, units and attributes (the table comes
-from the metric declarations, exporter/metrics.py and the collector registry)."""
+from the metric declarations, exporter/core/metrics.py and the collector registry)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from exporter import __version__
 from exporter.collectors.registry import registered_collectors
-from exporter.metrics import (
+from exporter.core.metrics import (
     EXPORTER_METRICS,
     OtlpMetric,
 )
-from exporter.snapshot import LabelValues, MetricFamily
+from exporter.core.snapshot import LabelValues, MetricFamily
 
 if TYPE_CHECKING:
     pass
@@ -41,7 +41,7 @@ NETWORK_TYPES = frozenset({"ipv4", "ipv6"})  # the values network.type defines
 @functools.cache
 def otlp_table() -> dict[str, OtlpMetric]:
     """By MetricFamily.name (counters without _total), from the declarations: the exporter's
-    own metrics (exporter/metrics.py) and every registered collector's. Families that share
+    own metrics (exporter/core/metrics.py) and every registered collector's. Families that share
     an OTLP name are told apart by their constant attributes."""
     specs = [*EXPORTER_METRICS, *(m for c in registered_collectors() for m in c.metrics)]
     return {spec.name: spec.otlp for spec in specs if spec.otlp is not None}

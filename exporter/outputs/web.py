@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import h11
 
 from exporter import __version__
-from exporter.prometheus import Exposition
-from exporter.webconfig import WebSecurity, parse_basic
+from exporter.outputs.prometheus import Exposition
+from exporter.outputs.webconfig import WebSecurity, parse_basic
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Connection:
     """What the server knows of one client connection, to pick which to close under pressure."""
 
     peer: str
-    transport: asyncio.BaseTransport | None = None
+    transport: asyncio.WriteTransport | None = None
     state: Literal["head", "idle", "busy"] = "head"
     since: float = field(default_factory=time.monotonic)
 
@@ -497,7 +497,7 @@ class ExporterServer:
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
         self._bcrypt_waiters.append(turn)
-        expiry = loop.call_later(AUTH_TURN_WAIT_S, lambda: turn.done() or turn.set_result(False))
+        expiry = loop.call_later(AUTH_TURN_WAIT_S, _refuse_turn, turn)
         try:
             return await turn
         except asyncio.CancelledError:
@@ -544,3 +544,9 @@ class ExporterServer:
                 {"Content-Encoding": "gzip"},
             )
         return 200, content_type, body, {}
+
+
+def _refuse_turn(turn: asyncio.Future[bool]) -> None:
+    """A waiter's time is up, unless it was handed the turn (or cancelled) meanwhile."""
+    if not turn.done():
+        turn.set_result(False)

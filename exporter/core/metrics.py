@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from exporter.snapshot import MetricFamily
+from exporter.core.snapshot import MetricFamily
 
 Kind = Literal["counter", "gauge", "histogram"]
 

@@ -17,8 +17,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.utils import floatToGoString
 
-from exporter.metrics import exposed_name
-from exporter.snapshot import LabelValues, MetricFamily, SnapshotSource, histogram_series
+from exporter.core.metrics import exposed_name
+from exporter.core.snapshot import LabelValues, MetricFamily, SnapshotSource, histogram_series
 
 
 class SnapshotCollector:

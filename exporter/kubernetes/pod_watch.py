@@ -13,10 +13,14 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter.kernel import cgroups
+from exporter.kubernetes.workloads import PodDirectory, WorkloadLabeler
 from exporter.settings import KubernetesConfig
-from exporter.workloads import PodDirectory, WorkloadLabeler
+
+if TYPE_CHECKING:  # lightkube is imported when the watch starts (the kubernetes extra)
+    from lightkube.core.client import FieldSelector
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class PodWatch:
         from lightkube import ALL_NS
         from lightkube.resources.core_v1 import Pod
 
-        fields = {"spec.nodeName": self.node}
+        fields: FieldSelector = {"spec.nodeName": self.node}
         listing = self._client.list(Pod, namespace=ALL_NS, fields=fields)
         self.directory.replace(pod.to_dict() for pod in listing)
         self.synced.set()

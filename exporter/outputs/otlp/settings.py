@@ -8,18 +8,18 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from exporter.settings import OtlpConfig
-
-if TYPE_CHECKING:
-    pass
+from exporter.settings import OtlpConfig, OtlpProtocol
 
 log = logging.getLogger(__name__)
 
 PIP_INSTALL = "pip install 'netsnoop-exporter[otlp]'"
-DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+DEFAULT_ENDPOINTS: dict[OtlpProtocol, str] = {
+    "grpc": "http://localhost:4317",
+    "http/protobuf": "http://localhost:4318",
+}
 HTTP_METRICS_PATH = "/v1/metrics"
 
 
@@ -31,7 +31,7 @@ class OtlpSettingsError(Exception):
 class OtlpSettings:
     enabled: bool
     endpoint: str  # what the SDK exporter takes: a full URL for HTTP, scheme://host:port for gRPC
-    protocol: Literal["grpc", "http/protobuf"]
+    protocol: OtlpProtocol
     headers: dict[str, str]
     compression: Literal["none", "gzip"]
     timeout_seconds: float
@@ -45,6 +45,18 @@ def _variable(environ: Mapping[str, str], suffix: str) -> tuple[str, str] | None
         if value:
             return name, value
     return None
+
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def _choice(found: tuple[str, str], choices: tuple[Choice, ...], reason: str) -> Choice:
+    """The variable's value as one of ``choices`` (so typed), else an error naming it."""
+    name, value = found
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise OtlpSettingsError(f"{name}: {value!r} {reason}")
 
 
 def _milliseconds(name: str, text: str) -> float:
@@ -88,10 +100,8 @@ def resolve_settings(config: OtlpConfig, environ: Mapping[str, str]) -> OtlpSett
 
     protocol = config.protocol
     if found := _variable(environ, "PROTOCOL"):
-        if found[1] not in DEFAULT_ENDPOINTS:
-            reason = "is not grpc or http/protobuf (http/json is not supported)"
-            raise OtlpSettingsError(f"{found[0]}: {found[1]!r} {reason}")
-        protocol = found[1]  # type: ignore[assignment]  # checked just above
+        reason = "is not grpc or http/protobuf (http/json is not supported)"
+        protocol = _choice(found, tuple(DEFAULT_ENDPOINTS), reason)
 
     signal_endpoint = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
     general_endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
@@ -109,9 +119,7 @@ def resolve_settings(config: OtlpConfig, environ: Mapping[str, str]) -> OtlpSett
 
     compression = config.compression
     if found := _variable(environ, "COMPRESSION"):
-        if found[1] not in ("none", "gzip"):
-            raise OtlpSettingsError(f"{found[0]}: {found[1]!r} is not none or gzip")
-        compression = found[1]  # type: ignore[assignment]  # checked just above
+        compression = _choice(found, ("none", "gzip"), "is not none or gzip")
 
     timeout = config.timeout_seconds
     if found := _variable(environ, "TIMEOUT"):
