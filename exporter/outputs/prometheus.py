@@ -4,6 +4,7 @@ prometheus_client's OpenMetrics encoder remains for escapings that rewrite names
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -264,11 +265,17 @@ class OpenMetricsEncoder(TextEncoder):
         return line[len(name) + len("_total") : line.rindex(" ", 0, line.index("\n"))]
 
 
+@functools.lru_cache(maxsize=256)  # one entry per family's label names
+def _label_order(names: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(sorted(range(len(names)), key=names.__getitem__))
+
+
 def _sorted_labels(
     names: Sequence[str], values: LabelValues
 ) -> tuple[tuple[str, ...], LabelValues]:
-    pairs = sorted(zip(names, values, strict=True))
-    return tuple(name for name, _ in pairs), tuple(value for _, value in pairs)
+    """Names and values in the names' order, as prometheus_client writes OpenMetrics labels."""
+    order = _label_order(tuple(names))
+    return tuple(names[i] for i in order), tuple(values[i] for i in order)
 
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what TextEncoder writes
