@@ -22,6 +22,7 @@ read.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -81,14 +82,14 @@ class PortPolicy:
     def is_kept(self, port: str) -> bool:
         return port.isdigit() and int(port) < 65536 and self._kept_flags[int(port)] == 1
 
-    def port_label(self, port: str, labels: dict[str, str]) -> str:
+    def port_label(self, port: str, direction: str | None, result: str | None) -> str:
         """The value the port label gets: its own, or OTHER."""
         if not port.isdigit() or self.is_kept(port):
             return port
         low, high = self.ephemeral
         if self.fold_ephemeral and low <= int(port) <= high:
             return OTHER
-        refused_inbound = labels.get("direction") == "inbound" and labels.get("result") == "refused"
+        refused_inbound = direction == "inbound" and result == "refused"
         return OTHER if self.fold_refused_inbound and refused_inbound else port
 
 
@@ -96,15 +97,21 @@ class PortPolicy:
 class Series:
     created: float  # wall-clock seconds: OpenMetrics ``_created``
     value: float = 0.0
-    last_increment: float = 0.0  # or last read that still carried the series (at 0)
 
 
 @dataclass
 class MetricState:
     """What the budget remembers of one metric: bounded by the budget, the overflow series
-    (bounded labels x kept ports) and the collector's own last read."""
+    (bounded labels x kept ports) and the collector's own last read.
 
-    series: dict[LabelValues, Series] = field(default_factory=dict)
+    A series' total, creation time and last increment live in three dicts with the same keys,
+    so a snapshot's samples and creation times are two dict copies, not a loop in Python;
+    ``touched`` is kept in the order of the last increment (a touched series moves to the end),
+    so the idle series are the first ones and expiry stops at the first that is not."""
+
+    values: dict[LabelValues, float] = field(default_factory=dict)
+    created: dict[LabelValues, float] = field(default_factory=dict)  # OpenMetrics ``_created``
+    touched: dict[LabelValues, float] = field(default_factory=dict)  # or read again at 0
     overflow: dict[LabelValues, Series] = field(default_factory=dict)
     folded: float = 0.0
     last_totals: dict[LabelValues, float] = field(default_factory=dict)
@@ -147,46 +154,52 @@ class SeriesBudget:
 
     def _bound(self, family: MetricFamily, now: float) -> MetricFamily:
         state = self._metrics.setdefault(family.name, MetricState())
+        values, touched, created = state.values, state.touched, state.created
         increments = family.samples if family.increments else self._increments(family, state)
         names = family.label_names
         port_index = names.index("port") if "port" in names else None
+        direction_index = names.index("direction") if "direction" in names else None
+        result_index = names.index("result") if "result" in names else None
         new: dict[LabelValues, float] = {}
         for label_values, increment in increments.items():
             if increment < 0:
                 continue
             labels = label_values
             if port_index is not None:
-                by_name = dict(zip(names, labels, strict=True))
-                port = self.ports.port_label(labels[port_index], by_name)
-                labels = (*labels[:port_index], port, *labels[port_index + 1 :])
-            series = state.series.get(labels)
-            if series is None:
+                port = labels[port_index]
+                folded = self.ports.port_label(
+                    port,
+                    None if direction_index is None else labels[direction_index],
+                    None if result_index is None else labels[result_index],
+                )
+                if folded != port:
+                    labels = (*labels[:port_index], folded, *labels[port_index + 1 :])
+            total = values.get(labels)
+            if total is None:
                 new[labels] = new.get(labels, 0.0) + increment
             else:
-                series.value += increment
-                series.last_increment = now
+                values[labels] = total + increment
+                del touched[labels]  # to the end: the most recent
+                touched[labels] = now
         # expire only after the existing series took their increments, and before new ones
         # compete for the places that frees
         expiry = now - self.settings.idle_seconds
-        for labels in [k for k, s in state.series.items() if s.last_increment < expiry]:
-            del state.series[labels]
-        created = self._wall_clock()
+        idle = list(itertools.takewhile(lambda item: item[1] < expiry, touched.items()))
+        for labels, _ in idle:
+            del values[labels], created[labels], touched[labels]
+        born = self._wall_clock()
         for labels, increment in new.items():
-            if len(state.series) < self.settings.series_per_metric:
-                series = state.series[labels] = Series(created)
-            elif increment == 0:
-                continue  # a series born at zero never takes an overflow place
-            else:
-                series = state.overflow.setdefault(self._fold(family, labels), Series(created))
+            if len(values) < self.settings.series_per_metric:
+                values[labels], created[labels], touched[labels] = increment, born, now
+            elif increment:  # a series born at zero never takes an overflow place
+                series = state.overflow.setdefault(self._fold(family, labels), Series(born))
+                series.value += increment
                 state.folded += increment
-            series.value += increment
-            series.last_increment = now
-        samples = {labels: s.value for labels, s in state.series.items()}
-        born = {labels: s.created for labels, s in state.series.items()}
+        samples, creation = values.copy(), created.copy()
         for labels, series in state.overflow.items():
             samples[labels] = samples.get(labels, 0.0) + series.value
-            born[labels] = min(born.get(labels, series.created), series.created)
-        return dataclasses.replace(family, samples=samples, created=born, increments=False)
+            creation[labels] = min(creation.get(labels, series.created), series.created)
+        return dataclasses.replace(family, samples=samples, created=creation, increments=False)
 
     def _fold(self, family: MetricFamily, labels: LabelValues) -> LabelValues:
         """Unbounded labels become OTHER; bounded ones and a kept port stay."""

@@ -156,8 +156,8 @@ def test_kernel_flags_fold_each_port_as_the_userspace_policy_does():
             folded_by_kernel = flags[port] & PORT_FOLD_ALWAYS or (
                 direction == "inbound" and flags[port] & PORT_FOLD_REFUSED_INBOUND
             )
-            labels = {"direction": direction, "result": result}
-            assert (policy.port_label(str(port), labels) == "other") == bool(folded_by_kernel)
+            folded = policy.port_label(str(port), direction, result) == "other"
+            assert folded == bool(folded_by_kernel)
 
 
 def test_kernel_flags_follow_a_policy_turned_off():
@@ -188,3 +188,17 @@ def test_a_series_reported_at_zero_is_born_at_zero_with_its_creation_time():
     assert out.created == {("8080",): 1_700_000_000.0, ("9090",): 1_700_000_050.0}
     clock.now += 100  # past idle_seconds, but still reported: alive though nothing was added
     assert guard.apply([drops])[0].samples[("9090",)] == 0
+
+
+def test_a_series_born_first_but_incremented_since_outlives_a_later_quiet_one():
+    clock = Clock()
+    guard = budget(clock, series=2, idle=60)
+    early = ("outbound", "1000", "early", "0", "established")
+    later = ("outbound", "1001", "later", "0", "established")
+    guard.apply([connections({early: 1})])
+    clock.now += 10
+    guard.apply([connections({later: 1})])
+    clock.now += 40
+    guard.apply([connections({early: 1})])
+    clock.now += 25  # later idle for 65 s, early for 25 s
+    assert samples(guard.apply([connections({})])) == {early: 2}

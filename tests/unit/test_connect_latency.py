@@ -15,7 +15,7 @@ from exporter.collectors.tcp_connect_latency import (
     le_label,
 )
 from exporter.core.snapshot import histogram_series
-from exporter.outputs.prometheus import encode_text
+from exporter.outputs.prometheus import TextEncoder
 
 
 def kernel_bucket(ns: int) -> int:
@@ -73,7 +73,9 @@ def test_family_with_port_only_merges_processes():
 
 def test_exposition_is_a_prometheus_histogram():
     family = duration_family(counts(), ["port", "comm"])
-    parsed = {f.name: f for f in text_string_to_metric_families(encode_text([family]).decode())}
+    parsed = {
+        f.name: f for f in text_string_to_metric_families(TextEncoder().encode([family]).decode())
+    }
     histogram = parsed["netsnoop_tcp_connect_duration_seconds"]
     assert histogram.type == "histogram"
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in histogram.samples}

@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core.snapshot import MetricFamily, SnapshotSource
-from exporter.outputs.prometheus import Exposition, encode_text
+from exporter.outputs.prometheus import Exposition, TextEncoder
 from exporter.outputs.web import ExporterServer, ListenAddressError, parse_listen_address
 
 
@@ -90,7 +90,7 @@ def test_text_encoder_round_trips_hostile_values_and_matches_prometheus_client()
     gauge = MetricFamily("netsnoop_gauge", "gauge", "g", ())
     gauge.set((), float("inf"))
     source = SnapshotSource(lambda: [counter, gauge])
-    ours = encode_text([counter, gauge]).decode()
+    ours = TextEncoder().encode([counter, gauge]).decode()
     reference = generate_latest(Exposition(source).openmetrics_registry).decode()
 
     def samples(text):
@@ -116,7 +116,7 @@ def test_plain_scrapes_take_the_direct_text_path_and_openmetrics_is_still_served
     for accept in ("", "text/plain;version=0.0.4", "*/*"):
         body, content_type = exposition.render(accept)
         assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-        assert body.startswith(encode_text([family]))
+        assert body.startswith(TextEncoder().encode([family]))
         assert b"process_resident_memory_bytes" in body
     body, content_type = exposition.render("application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
