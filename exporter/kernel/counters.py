@@ -63,6 +63,8 @@ class EpochCounters:
     def __init__(self, counters: BpfMap, epochs: EpochClock) -> None:
         self._counters = counters
         self._epochs = epochs
+        offset, size = counters.key_field("epoch")
+        self._epoch_at = slice(offset, offset + size)  # the epoch's bytes in a key
         self._seen: dict[bytes, int] = {}  # value at the last read, per key still in the map
         self._drained: dict[bytes, tuple[Any, int]] = {}  # increments not yet read
         self._lock = threading.Lock()
@@ -84,31 +86,32 @@ class EpochCounters:
     def _drain(self) -> None:
         with self._epochs.lock:
             increments = self._kernel_increments()
-        for key, grown in increments:
-            identity = bytes(key)
-            _, pending = self._drained.get(identity, (key, 0))
+        for identity, grown in increments:
+            key, pending = self._drained.get(identity, (None, 0))
+            if key is None:
+                key = self._counters.key_from(identity)
             self._drained[identity] = (key, pending + grown)
 
-    def _kernel_increments(self) -> list[tuple[Any, int]]:
+    def _kernel_increments(self) -> list[tuple[bytes, int]]:
+        """(key bytes, growth) of the keys that grew; deletes the final ones (old epoch)."""
         now = self._epochs.now()
-        epoch = self._epochs.epoch
+        epoch_at = self._epoch_at
+        current = self._epochs.epoch.to_bytes(epoch_at.stop - epoch_at.start, "little")
         old_keys_final = self._epochs.old_keys_final(now)
-        increments: list[tuple[Any, int]] = []
+        increments: list[tuple[bytes, int]] = []
         seen: dict[bytes, int] = {}
-        final: list[Any] = []
-        items = self._counters.items()
-        for key, value in items:
-            identity = bytes(key)
-            count = int(value)
-            grown = count - self._seen.get(identity, 0)
+        final: list[bytes] = []
+        previous = self._seen
+        items = self._counters.counter_items()
+        for identity, count in items:
+            grown = count - previous.get(identity, 0)
             if grown > 0:
-                increments.append((key, grown))
-            if key.epoch != epoch and old_keys_final:
-                final.append(key)
+                increments.append((identity, grown))
+            if old_keys_final and identity[epoch_at] != current:
+                final.append(identity)
             else:
                 seen[identity] = count
-        for key in final:
-            self._counters.delete(key)
+        self._counters.delete_keys(final)
         self._seen = seen
         self.entries = len(items) - len(final)
         self._epochs.rotate_if_due(now)

@@ -27,11 +27,19 @@ class FakeCounterMap:
         _, value = self.values.get(bytes(key), (key, 0))
         self.values[bytes(key)] = (key, value + count)
 
-    def items(self):
-        return list(self.values.values())
+    def counter_items(self) -> list[tuple[bytes, int]]:
+        return [(identity, value) for identity, (_, value) in self.values.items()]
 
-    def delete(self, key: Key) -> bool:
-        return self.values.pop(bytes(key), None) is not None
+    def key_from(self, raw: bytes) -> Key:
+        return Key.from_buffer_copy(raw)
+
+    def key_field(self, name: str) -> tuple[int, int]:
+        field = getattr(Key, name)
+        return field.offset, field.size
+
+    def delete_keys(self, raw_keys: list[bytes]) -> None:
+        for raw in raw_keys:
+            del self.values[raw]
 
 
 class EpochTable(dict):
@@ -54,7 +62,7 @@ def test_drained_increments_wait_for_the_next_read_and_retired_keys_are_freed():
     kernel.add(80, 1)
     now[0] += counters.RETIRE_S  # epoch 0 is final: read a last time and deleted
     reader.drain()
-    assert [bytes(k) for k, _ in kernel.items()] == [bytes(Key(80, 0, 1))]
+    assert list(kernel.values) == [bytes(Key(80, 0, 1))]
     assert sum(count for _, count in reader.read()) == 6
     assert reader.read() == []  # each increment is handed out once
 
@@ -135,13 +143,13 @@ def test_drains_from_another_thread_lose_nothing():
     now = [0.0]
     kernel, _, reader = reader_at(now)
     lock = threading.Lock()
-    kernel_items = kernel.items
+    kernel_items = kernel.counter_items
 
     def items() -> list:
         with lock:
             return kernel_items()
 
-    kernel.items = items  # type: ignore[method-assign]
+    kernel.counter_items = items  # type: ignore[method-assign]
     stop = threading.Event()
 
     def drain_loop() -> None:
