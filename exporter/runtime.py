@@ -29,7 +29,7 @@ from exporter.core.metrics import (
     SCRAPE_DURATION,
 )
 from exporter.core.snapshot import MetricFamily, SnapshotSource
-from exporter.kernel import btf, sockets
+from exporter.kernel import btf
 from exporter.kernel.bpf import bcc_version, release_compiler_memory
 from exporter.kernel.bpf_stats import stats_enabled
 from exporter.kernel.programs import BpfLoadError
@@ -129,7 +129,6 @@ class Exporter:
     def start(self) -> None:
         """Load every collector; one that cannot load is reported, the rest still serve."""
         began = time.monotonic()
-        threading.Thread(target=sockets.import_sock_diag, name="import", daemon=True).start()
         bpf_collectors = [c for c in self.collectors if isinstance(c, BpfCollector)]
         failed = (
             start_bpf_collectors(bpf_collectors, bpf_collectors[0].tracefs)

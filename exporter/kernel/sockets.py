@@ -36,16 +36,10 @@ class NamespaceSockets:
     half_open: Counter[int]  # local port -> request sockets in SYN_RECV
 
 
-def import_sock_diag() -> None:
-    """pyroute2 takes about 0.25 s to import: done in a thread while bcc compiles (which
-    holds no GIL), the first listener read after the compile does not wait for it."""
-    import pyroute2  # type: ignore[import-untyped]  # noqa: F401
-
-
 def namespace_sockets(netns: int = 0, enter: str | None = None) -> NamespaceSockets:
     """TCP listeners (IPv4 and IPv6) and half-open handshakes of one network namespace: the
     thread's own, or the one at path ``enter`` (entered only to open the netlink socket)."""
-    from pyroute2 import DiagSocket
+    from pyroute2 import DiagSocket  # type: ignore[import-untyped]
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
     try:
