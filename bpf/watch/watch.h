@@ -80,6 +80,11 @@ static __always_inline void watch_address(u8 *out, u16 family, const u8 *v4, con
 static __always_inline int watch_match(struct watch_event_t *event, u8 protocol, u8 direction,
                                        u16 port)
 {
+    /* No rule of the protocol (WATCH_*_RULES: how many): no trie lookup. The protocol is a
+     * constant at each call, so the compiler drops the lookup and the event it would fill,
+     * e.g. for every UDP datagram under the default rules (telnet, TCP only). */
+    if (!(protocol == WATCH_PROTO_TCP ? WATCH_TCP_RULES : WATCH_UDP_RULES))
+        return 0;
     struct watch_key_t key = {};
     key.prefixlen = 32 + 128;
     key.protocol = protocol;

@@ -85,6 +85,8 @@ def watch_defines(rules: Sequence[WatchRule], pending_map_size: int) -> dict[str
         "WATCH_MAX_RULES": WATCH_MAX_RULES,
         "WATCH_PROTO_TCP": IP_PROTOCOLS["tcp"],
         "WATCH_PROTO_UDP": IP_PROTOCOLS["udp"],
+        "WATCH_TCP_RULES": sum(rule.protocol == "tcp" for rule in rules),
+        "WATCH_UDP_RULES": sum(rule.protocol == "udp" for rule in rules),
         **enum_defines("WATCH_DIR", DIRECTIONS),
         **(task_fact_defines() if rules else {}),
     }
