@@ -254,13 +254,26 @@ def start_bpf_collectors(collectors: Sequence[BpfCollector], tracefs: Tracefs) -
         if len(collectors) <= 1:
             return {c.name: str(error) for c in collectors}
         log.warning("compiling the collectors together failed (%s): compiling each alone", error)
-        failed = {}
-        for collector in collectors:
-            try:
-                collector.loaded(BpfModule([collector.bpf_part()], tracefs).program(collector.name))
-            except BpfLoadError as alone:
-                failed[collector.name] = str(alone)
-        return failed
+        return start_each_alone(collectors, tracefs)
+    if module.shared_failures and len(collectors) > 1:
+        # one collector's handler may be what the verifier refused: apart, the others attach
+        log.warning(
+            "programs %s, shared by several collectors, did not attach: compiling each alone",
+            ", ".join(module.shared_failures),
+        )
+        module.close()
+        return start_each_alone(collectors, tracefs)
     for collector in collectors:
         collector.loaded(module.program(collector.name))
     return {}
+
+
+def start_each_alone(collectors: Sequence[BpfCollector], tracefs: Tracefs) -> dict[str, str]:
+    """One compile per collector, so that a broken one disables only itself."""
+    failed = {}
+    for collector in collectors:
+        try:
+            collector.loaded(BpfModule([collector.bpf_part()], tracefs).program(collector.name))
+        except BpfLoadError as alone:
+            failed[collector.name] = str(alone)
+    return failed

@@ -118,6 +118,7 @@ class BpfModule:
         self.attached: dict[str, bool] = {}  # per dispatcher function
         self.problems: dict[tuple[str, str], str] = dict(plan.problems)
         self.program_fds: dict[str, int] = {}
+        self.shared_failures: list[str] = []  # programs of several parts that did not attach
         for dispatcher in plan.dispatchers:
             self.attached[dispatcher.function] = False
             try:
@@ -127,6 +128,8 @@ class BpfModule:
                     )
             except Exception as error:
                 log.warning("program %s not attached: %s", dispatcher.function, error)
+                if len(dispatcher.parts) > 1:
+                    self.shared_failures.append(dispatcher.function)
                 for part in parts:
                     for spec in part.programs:
                         if spec.attach_to == dispatcher.attach_to:
@@ -237,7 +240,7 @@ class BpfProgram:
         stats = {}
         for dispatcher in self.module.plan.dispatchers:
             fd = self.module.program_fds.get(dispatcher.function)
-            if dispatcher.owner != self.part.name or fd is None:
+            if dispatcher.parts[0] != self.part.name or fd is None:
                 continue
             program_stats = program_run_stats(fd)
             if program_stats is not None:

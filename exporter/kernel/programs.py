@@ -104,7 +104,7 @@ class Dispatcher:
     attach_to: str
     handlers: tuple[str, ...]
     program: str  # the name the exporter's metrics give it: its handlers' program name
-    owner: str  # the first part with a handler here: it reports the program's run stats
+    parts: tuple[str, ...]  # the parts with a handler here; the first reports its run stats
 
 
 @dataclass
@@ -190,23 +190,26 @@ def plan_dispatchers(
 ) -> list[Dispatcher]:
     """One program per attach point; a shared header's handler runs once, before the parts'
     own, however many parts paste the header."""
-    handlers: dict[str, list[tuple[str, ProgramSpec, str]]] = {}  # attach point -> handlers
+    handlers: dict[str, dict[str, ProgramSpec]] = {}  # attach point -> handler -> its spec
+    users: dict[str, dict[str, None]] = {}  # attach point -> the parts with a handler there
     for shared in (True, False):
         for part in parts:
             for spec in usable[part.name]:
                 if bool(spec.source) == shared:
-                    found = handlers.setdefault(spec.attach_to, [])
-                    if spec.handler(part.name) not in (handler for handler, _, _ in found):
-                        found.append((spec.handler(part.name), spec, part.name))
+                    handlers.setdefault(spec.attach_to, {}).setdefault(
+                        spec.handler(part.name), spec
+                    )
+                    users.setdefault(spec.attach_to, {})[part.name] = None
     dispatchers: list[Dispatcher] = []
     for attach_to, found in handlers.items():
         category, event = attach_to.split(":", 1)
         function = f"on_{event}"
         if any(d.function == function for d in dispatchers):
             function = f"on_{category}_{event}"
-        _, first_spec, owner = found[0]
-        handler_names = tuple(handler for handler, _, _ in found)
-        dispatchers.append(Dispatcher(function, attach_to, handler_names, first_spec.name, owner))
+        first_spec = next(iter(found.values()))
+        dispatchers.append(
+            Dispatcher(function, attach_to, tuple(found), first_spec.name, tuple(users[attach_to]))
+        )
     return dispatchers
 
 

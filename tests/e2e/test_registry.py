@@ -82,3 +82,28 @@ def test_a_collector_that_does_not_compile_disables_only_itself(tmp_path):
         assert attached == 1
     assert "compiling each alone" in log[0]
     assert "collector broken_bpf disabled" in log[0] and "no_such_variable" in log[0]
+
+
+def test_a_handler_the_verifier_refuses_disables_only_its_collector(tmp_path):
+    """It shares one program per tracepoint with the others; refused, they are compiled apart."""
+    log: list[str] = []
+    series = run(
+        tmp_path,
+        "",
+        "--collector.refused_bpf",
+        "--collector.tcp_connections",
+        "--collector.tcp_retransmits",
+        log=log,
+    )
+
+    def attached(collector: str) -> float:
+        return value(
+            series,
+            "netsnoop_bpf_program_attached",
+            collector=collector,
+            program="inet_sock_set_state",
+        )
+
+    assert attached("refused_bpf") == 0
+    assert attached("tcp_connections") == 1 and attached("tcp_retransmits") == 1
+    assert "shared by several collectors, did not attach: compiling each alone" in log[0]

@@ -50,7 +50,7 @@ def test_one_program_per_tracepoint_calls_every_collectors_handler_and_a_shared_
         "resets__on_tcp_receive_reset",
         "connections__on_tcp_receive_reset",
     )
-    assert by_point["sock:inet_sock_set_state"].owner == "retransmits"
+    assert by_point["sock:inet_sock_set_state"].parts == ("retransmits", "resets", "connections")
     assert planned.source.count("/* owners */") == 1
     assert "int on_inet_sock_set_state(void *args)" in planned.source
     assert "    connections__on_tcp_receive_reset(args);" in planned.source

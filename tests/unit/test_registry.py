@@ -40,7 +40,8 @@ BUILT_IN = [
 
 @pytest.fixture
 def throwaway() -> Iterator[ModuleType]:
-    """tests/data/collectors/throwaway.py (throwaway and broken_bpf) registered for one test."""
+    """tests/data/collectors/throwaway.py (throwaway and two broken BPF collectors) registered
+    for one test."""
     spec = importlib.util.spec_from_file_location("throwaway_collector", THROWAWAY)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -51,6 +52,7 @@ def throwaway() -> Iterator[ModuleType]:
     finally:
         unregister_collector("throwaway")
         unregister_collector("broken_bpf")
+        unregister_collector("refused_bpf")
         otlp_table.cache_clear()
 
 
@@ -87,7 +89,7 @@ def test_a_collector_from_elsewhere_gets_its_flag_config_otlp_name_and_docs_rows
 
 def test_the_throwaway_is_gone_after_its_test():
     names = [spec.name for spec in registered_collectors()]
-    assert "throwaway" not in names and "broken_bpf" not in names
+    assert not {"throwaway", "broken_bpf", "refused_bpf"} & set(names)
 
 
 def test_generated_docs_tables_are_committed():

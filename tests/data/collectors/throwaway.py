@@ -1,7 +1,7 @@
 """A collector declared outside exporter/collectors/, to prove the registry's promise: its one
 declaration gives it a config key, a flag, an OTLP name, scrape metrics and a docs row. Beside
-it, a BPF collector whose source does not compile, to prove that it disables only itself
-although all collectors are compiled as one module.
+it, a BPF collector whose source does not compile and one whose handler the verifier refuses,
+to prove that each disables only itself although all collectors compile as one module.
 
 Run as a script, it registers itself and then runs the exporter's command line, so an end-to-end
 test starts the real exporter with it: ``python throwaway.py --collector.throwaway ...``."""
@@ -84,16 +84,27 @@ class BrokenBpfCollector(BpfCollector):
         return []
 
 
-register_collector(
-    CollectorSpec(
-        name="broken_bpf",
-        summary="A test collector whose BPF source does not compile.",
-        settings=BrokenBpfSettings,
-        enabled_by_default=False,
-        factory=BrokenBpfCollector,
-        metrics=(),
+class RefusedBpfCollector(BrokenBpfCollector):
+    """Its source compiles, but the kernel's verifier refuses the handler."""
+
+    name: ClassVar[str] = "refused_bpf"
+    source_file: ClassVar[str] = str(Path(__file__).with_name("refused_bpf.c"))
+
+
+for collector, summary in (
+    (BrokenBpfCollector, "A test collector whose BPF source does not compile."),
+    (RefusedBpfCollector, "A test collector whose BPF handler the verifier refuses."),
+):
+    register_collector(
+        CollectorSpec(
+            name=collector.name,
+            summary=summary,
+            settings=BrokenBpfSettings,
+            enabled_by_default=False,
+            factory=collector,
+            metrics=(),
+        )
     )
-)
 
 if __name__ == "__main__":
     from exporter.cli import main
