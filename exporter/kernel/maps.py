@@ -105,15 +105,13 @@ class ClaimableMap(Protocol):
     def delete(self, key: Any) -> bool: ...
 
 
-def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
-    """Every (key, value) of a bcc hash table, read with BPF_MAP_LOOKUP_BATCH ``batch`` entries
-    at a time. bcc's items_lookup_batch allocates and zeroes buffers for the map's whole
-    capacity on every call: megabytes a second for the 65,536-entry maps drained every second."""
+def lookup_batches(table: Any, leaf: Any, batch: int) -> Iterator[tuple[Any, Any, int]]:
+    """The batches of BPF_MAP_LOOKUP_BATCH over a bcc hash table: its key and ``leaf`` buffers
+    (reused: copy what you keep) and how many entries they hold now."""
     lib = libbcc()
     size = min(batch, table.max_entries)
-    keys, values = (table.Key * size)(), (table.Leaf * size)()
+    keys, values = (table.Key * size)(), (leaf * size)()
     position, count = ctypes.c_uint32(0), ctypes.c_uint32(0)
-    items: list[tuple[Any, Any]] = []
     first = True
     while True:
         count.value = size
@@ -126,47 +124,33 @@ def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
             ctypes.byref(count),
         )
         error = ctypes.get_errno()
-        items.extend((_detached(keys[i]), _detached(values[i])) for i in range(count.value))
+        yield keys, values, count.value
         if result != 0:
             if error == errno.ENOENT:  # the end of the map
-                return items
+                return
             raise OSError(error, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(error)}")
         first = False
+
+
+def map_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a bcc hash table, read ``batch`` entries at a time. bcc's
+    items_lookup_batch allocates and zeroes buffers for the map's whole capacity on every call:
+    megabytes a second for the 65,536-entry maps drained every second."""
+    items: list[tuple[Any, Any]] = []
+    for keys, values, count in lookup_batches(table, table.Leaf, batch):
+        items.extend((_detached(keys[i]), _detached(values[i])) for i in range(count))
+    return items
 
 
 def counter_items(table: Any, batch: int = BATCH_ENTRIES) -> list[tuple[bytes, int]]:
     """map_items for u64 values, with each key as its bytes."""
-    lib = libbcc()
-    size = min(batch, table.max_entries)
     key_size = ctypes.sizeof(table.Key)
-    keys, values = (table.Key * size)(), (ctypes.c_uint64 * size)()
-    position, count = ctypes.c_uint32(0), ctypes.c_uint32(0)
     items: list[tuple[bytes, int]] = []
-    first = True
-    while True:
-        count.value = size
-        result = lib.bpf_lookup_batch(
-            table.map_fd,
-            None if first else ctypes.byref(position),
-            ctypes.byref(position),
-            ctypes.byref(keys),
-            ctypes.byref(values),
-            ctypes.byref(count),
-        )
-        error = ctypes.get_errno()
-        raw = ctypes.string_at(keys, count.value * key_size)
-        items.extend(
-            zip(
-                [raw[at : at + key_size] for at in range(0, len(raw), key_size)],
-                values[: count.value],
-                strict=True,
-            )
-        )
-        if result != 0:
-            if error == errno.ENOENT:  # the end of the map
-                return items
-            raise OSError(error, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(error)}")
-        first = False
+    for keys, values, count in lookup_batches(table, ctypes.c_uint64, batch):
+        raw = ctypes.string_at(keys, count * key_size)
+        starts = range(0, len(raw), key_size)
+        items.extend(zip([raw[at : at + key_size] for at in starts], values[:count], strict=True))
+    return items
 
 
 def _detached(value: Any) -> Any:
