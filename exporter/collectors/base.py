@@ -158,6 +158,10 @@ class BpfCollector(Collector):
         """Compiles this collector alone (the exporter compiles all of them at once:
         start_bpf_collectors)."""
         self.prepare()
+        self.load_alone()
+
+    def load_alone(self) -> None:
+        """Compiles this collector's part as a module of its own, then ``loaded``."""
         self.loaded(BpfModule([self.bpf_part()], self.tracefs).program(self.name))
 
     def loaded(self, program: BpfProgram) -> None:
@@ -254,7 +258,7 @@ def start_bpf_collectors(collectors: Sequence[BpfCollector], tracefs: Tracefs) -
         if len(collectors) <= 1:
             return {c.name: str(error) for c in collectors}
         log.warning("compiling the collectors together failed (%s): compiling each alone", error)
-        return start_each_alone(collectors, tracefs)
+        return start_each_alone(collectors)
     if module.shared_failures and len(collectors) > 1:
         # one collector's handler may be what the verifier refused: apart, the others attach
         log.warning(
@@ -262,18 +266,18 @@ def start_bpf_collectors(collectors: Sequence[BpfCollector], tracefs: Tracefs) -
             ", ".join(module.shared_failures),
         )
         module.close()
-        return start_each_alone(collectors, tracefs)
+        return start_each_alone(collectors)
     for collector in collectors:
         collector.loaded(module.program(collector.name))
     return {}
 
 
-def start_each_alone(collectors: Sequence[BpfCollector], tracefs: Tracefs) -> dict[str, str]:
+def start_each_alone(collectors: Sequence[BpfCollector]) -> dict[str, str]:
     """One compile per collector, so that a broken one disables only itself."""
     failed = {}
     for collector in collectors:
         try:
-            collector.loaded(BpfModule([collector.bpf_part()], tracefs).program(collector.name))
+            collector.load_alone()
         except BpfLoadError as alone:
             failed[collector.name] = str(alone)
     return failed
