@@ -59,51 +59,45 @@ def test_the_no_flag_wins_over_the_config_file(tmp_path):
     assert value(series, "netsnoop_build_info") == 1
 
 
-def test_a_collector_that_does_not_compile_disables_only_itself(tmp_path):
-    """All collectors compile as one module; when that fails, each is compiled alone."""
+def beside_two_healthy(tmp_path, broken: str) -> tuple[dict, str]:
+    """The series and the log of an exporter running ``broken`` with two collectors that share
+    its tracepoint (sock:inet_sock_set_state)."""
     log: list[str] = []
     series = run(
         tmp_path,
         "",
-        "--collector.broken_bpf",
+        f"--collector.{broken}",
         "--collector.tcp_connections",
         "--collector.tcp_retransmits",
         log=log,
     )
+    return series, log[0]
+
+
+def state_program_attached(series: dict, collector: str) -> float:
+    return value(
+        series,
+        "netsnoop_bpf_program_attached",
+        collector=collector,
+        program="inet_sock_set_state",
+    )
+
+
+def test_a_collector_that_does_not_compile_disables_only_itself(tmp_path):
+    """All collectors compile as one module; when that fails, each is compiled alone."""
+    series, log = beside_two_healthy(tmp_path, "broken_bpf")
     assert value(series, "netsnoop_scrape_collector_success", collector="broken_bpf") == 0
     for healthy in ("tcp_connections", "tcp_retransmits"):
         assert value(series, "netsnoop_scrape_collector_success", collector=healthy) == 1
-        attached = value(
-            series,
-            "netsnoop_bpf_program_attached",
-            collector=healthy,
-            program="inet_sock_set_state",
-        )
-        assert attached == 1
-    assert "compiling each alone" in log[0]
-    assert "collector broken_bpf disabled" in log[0] and "no_such_variable" in log[0]
+        assert state_program_attached(series, healthy) == 1
+    assert "compiling each alone" in log
+    assert "collector broken_bpf disabled" in log and "no_such_variable" in log
 
 
 def test_a_handler_the_verifier_refuses_disables_only_its_collector(tmp_path):
     """It shares one program per tracepoint with the others; refused, they are compiled apart."""
-    log: list[str] = []
-    series = run(
-        tmp_path,
-        "",
-        "--collector.refused_bpf",
-        "--collector.tcp_connections",
-        "--collector.tcp_retransmits",
-        log=log,
-    )
-
-    def attached(collector: str) -> float:
-        return value(
-            series,
-            "netsnoop_bpf_program_attached",
-            collector=collector,
-            program="inet_sock_set_state",
-        )
-
-    assert attached("refused_bpf") == 0
-    assert attached("tcp_connections") == 1 and attached("tcp_retransmits") == 1
-    assert "shared by several collectors, did not attach: compiling each alone" in log[0]
+    series, log = beside_two_healthy(tmp_path, "refused_bpf")
+    assert state_program_attached(series, "refused_bpf") == 0
+    assert state_program_attached(series, "tcp_connections") == 1
+    assert state_program_attached(series, "tcp_retransmits") == 1
+    assert "shared by several collectors, did not attach: compiling each alone" in log
